@@ -1,0 +1,29 @@
+use sea_orm::entity::prelude::*;
+
+/// An account: consumer (parent), coach or admin.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "users")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    /// Stored trimmed and lower-cased; unique on `lower(email)`.
+    pub email: String,
+    pub password_hash: String,
+    pub name: String,
+    /// `CONSUMER`, `COACH` or `ADMIN`.
+    pub role: String,
+    pub email_verified: bool,
+    pub market_id: Option<String>,
+    /// Bumped on password change, reset and suspension: every token carrying
+    /// an older version is refused.
+    pub session_version: i32,
+    pub suspended_at: Option<DateTimeUtc>,
+    pub suspension_reason: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,14 @@
+//! Database migrations. Each runs on SQLite and PostgreSQL; one file per change.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_create_foundation;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_create_foundation::Migration)]
+    }
+}

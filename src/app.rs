@@ -1,0 +1,120 @@
+//! The application: shared state, and `build(settings)` giving the router
+//! that `main` serves and the tests drive.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use migration::MigratorTrait;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::domain::auth::Auth;
+use crate::domain::reference::ReferenceData;
+use crate::metrics::Metrics;
+use crate::ratelimit::{InMemoryRateLimiter, RateLimiter};
+
+/// What every request and job may use. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: DatabaseConnection,
+    pub auth: Arc<Auth>,
+    pub reference: ReferenceData,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct App {
+    pub state: AppState,
+    pub router: Router,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub async fn connect_and_migrate(settings: &Settings) -> Result<DatabaseConnection, StartError> {
+    let db = crate::db::connect(&settings.database_url, settings.database_max_connections).await?;
+    migration::Migrator::up(&db, None).await?;
+    Ok(db)
+}
+
+/// Builds state and router on an already migrated database.
+pub async fn build(settings: Settings, db: DatabaseConnection) -> Result<App, StartError> {
+    let auth = Auth::new(settings.jwt_secret.expose())
+        .await
+        .map_err(|e| StartError::Other(e.message()))?;
+    let reference = ReferenceData::load(&db)
+        .await
+        .map_err(|e| StartError::Other(e.message()))?;
+    let limiter: Arc<dyn RateLimiter> = Arc::new(InMemoryRateLimiter::new(
+        settings.rate_limit_login_per_minute,
+        settings.rate_limit_register_per_hour,
+    ));
+    let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Other(e.to_string()))?);
+    let state = AppState {
+        settings: Arc::new(settings),
+        db,
+        auth,
+        reference,
+        limiter,
+        metrics,
+    };
+    let schema = crate::graphql::build_schema(state.clone());
+    let router = crate::http::router::router(state.clone(), schema);
+    Ok(App { state, router })
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets
+/// in-flight requests finish. Background jobs stop with it.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let jobs = crate::jobs::spawn(app.state.clone(), stop_rx);
+    let result = axum::serve(
+        listener,
+        app.router
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    let _ = stop_tx.send(true);
+    for job in jobs {
+        let _ = job.await;
+    }
+    result
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; draining in-flight requests");
+}

@@ -1,0 +1,125 @@
+//! The command line: `serve` (default), `migrate`, `create-admin`,
+//! `export-schema`. Every flag can also come from the environment.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use migration::MigratorTrait;
+
+use crate::config::{LogFormat, Settings, SettingsArgs};
+
+#[derive(Debug, Parser)]
+#[command(name = "maestro-hub", version, about = "Maestro Hub GraphQL server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run pending migrations, then serve (the default).
+    Serve,
+    /// Run pending migrations and exit.
+    Migrate,
+    /// Create an admin account (the only way one comes to exist).
+    CreateAdmin {
+        #[arg(long, env = "ADMIN_EMAIL")]
+        email: String,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Write the GraphQL schema (SDL) to a file.
+    ExportSchema {
+        #[arg(long, default_value = "schema.graphql")]
+        out: PathBuf,
+    },
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+/// Runs the CLI; the error is printed by `main`, which exits non-zero.
+pub async fn run(cli: Cli) -> Result<(), String> {
+    if let Some(Command::ExportSchema { out }) = &cli.command {
+        std::fs::write(out, crate::graphql::sdl()).map_err(|e| format!("writing {out:?}: {e}"))?;
+        println!("wrote {}", out.display());
+        return Ok(());
+    }
+    let settings = Settings::from_args(cli.settings).map_err(|e| e.to_string())?;
+    init_tracing(settings.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => {
+            let db = crate::db::connect(&settings.database_url, 2)
+                .await
+                .map_err(|e| format!("database: {e}"))?;
+            migration::Migrator::up(&db, None)
+                .await
+                .map_err(|e| format!("migration failed: {e}"))?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::CreateAdmin {
+            email,
+            password_stdin,
+        } => create_admin(settings, &email, password_stdin).await,
+        Command::ExportSchema { .. } => Ok(()),
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let addr = settings.bind_addr;
+    let db = crate::app::connect_and_migrate(&settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let app = crate::app::build(settings, db)
+        .await
+        .map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    tracing::info!(%addr, "Maestro Hub listening (GraphQL at /graphql, playground at /playground)");
+    crate::app::serve(app, listener, crate::app::shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn create_admin(settings: Settings, email: &str, password_stdin: bool) -> Result<(), String> {
+    let db = crate::app::connect_and_migrate(&settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (password, generated) = if password_stdin {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .map_err(|e| format!("reading the password: {e}"))?;
+        (input.trim_end_matches(['\r', '\n']).to_string(), false)
+    } else {
+        (crate::domain::auth::generate_password(), true)
+    };
+    let user = crate::domain::auth::create_admin(&db, email, &password)
+        .await
+        .map_err(|e| match e {
+            crate::error::AppError::Internal(_) => "could not create the admin".to_string(),
+            other => other.message(),
+        })?;
+    println!("admin created: {} ({})", user.email, user.id);
+    if generated {
+        println!("password (shown once, store it now): {password}");
+    }
+    Ok(())
+}

@@ -1,0 +1,386 @@
+//! Typed settings, read from the environment (and `.env`) or CLI flags, and
+//! validated once at start-up. Production refuses weak or missing secrets;
+//! development needs no variables at all.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+use rand::RngCore;
+
+/// Every setting, as the CLI and environment give it. Names are fixed by
+/// `api.md` ("Operating the server").
+#[derive(Debug, Clone, Args)]
+pub struct SettingsArgs {
+    /// `development` or `production`.
+    #[arg(long, env = "APP_ENV", default_value = "development", global = true)]
+    pub app_env: String,
+    #[arg(
+        long,
+        env = "BIND_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub bind_addr: String,
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://maestro-hub.db?mode=rwc",
+        global = true
+    )]
+    pub database_url: String,
+    #[arg(
+        long,
+        env = "PUBLIC_BASE_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub public_base_url: String,
+    /// At least 32 bytes; generated per process in development when unset.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
+    pub jwt_secret: Option<String>,
+    #[arg(
+        long,
+        env = "CORS_ALLOWED_ORIGINS",
+        default_value = "http://localhost:8081,http://localhost:19006",
+        global = true
+    )]
+    pub cors_allowed_origins: String,
+    #[arg(long, env = "TRUST_PROXY", default_value_t = false, global = true)]
+    pub trust_proxy: bool,
+    /// `pretty` or `json`; production defaults to `json`.
+    #[arg(long, env = "LOG_FORMAT", global = true)]
+    pub log_format: Option<String>,
+    /// Defaults to on outside production and off in production.
+    #[arg(long, env = "PLAYGROUND_ENABLED", global = true)]
+    pub playground_enabled: Option<bool>,
+    #[arg(long, env = "HOLD_TTL_SECONDS", default_value_t = 600, global = true)]
+    pub hold_ttl_seconds: u64,
+    #[arg(
+        long,
+        env = "MIN_BOOKING_NOTICE_MINUTES",
+        default_value_t = 60,
+        global = true
+    )]
+    pub min_booking_notice_minutes: u64,
+    #[arg(long, env = "PLATFORM_FEE_BPS", default_value_t = 1000, global = true)]
+    pub platform_fee_bps: u32,
+    #[arg(
+        long,
+        env = "RATE_LIMIT_GENERAL_PER_MINUTE",
+        default_value_t = 100,
+        global = true
+    )]
+    pub rate_limit_general_per_minute: u32,
+    #[arg(
+        long,
+        env = "RATE_LIMIT_LOGIN_PER_MINUTE",
+        default_value_t = 5,
+        global = true
+    )]
+    pub rate_limit_login_per_minute: u32,
+    #[arg(
+        long,
+        env = "RATE_LIMIT_REGISTER_PER_HOUR",
+        default_value_t = 20,
+        global = true
+    )]
+    pub rate_limit_register_per_hour: u32,
+    /// How long one HTTP request may take before it is answered with 408.
+    #[arg(
+        long,
+        env = "REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub request_timeout_seconds: u64,
+    #[arg(
+        long,
+        env = "DATABASE_MAX_CONNECTIONS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub database_max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Validated settings. Built only through [`Settings::from_args`].
+#[derive(Clone)]
+pub struct Settings {
+    pub env: Environment,
+    pub bind_addr: SocketAddr,
+    pub database_url: String,
+    pub public_base_url: String,
+    pub jwt_secret: Secret,
+    pub cors_allowed_origins: Vec<String>,
+    pub trust_proxy: bool,
+    pub log_format: LogFormat,
+    pub playground_enabled: bool,
+    pub hold_ttl: Duration,
+    pub min_booking_notice: Duration,
+    pub platform_fee_bps: u32,
+    pub rate_limit_general_per_minute: u32,
+    pub rate_limit_login_per_minute: u32,
+    pub rate_limit_register_per_hour: u32,
+    pub request_timeout: Duration,
+    pub database_max_connections: u32,
+}
+
+/// A secret value whose `Debug` never prints it.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Why the settings were refused. The message names the variable at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration refused: {0}")]
+pub struct ConfigError(pub String);
+
+/// Values seen in tutorials and templates; a secret equal to (or built from)
+/// one of them is as good as public.
+const PLACEHOLDER_SECRETS: &[&str] = &[
+    "secret",
+    "changeme",
+    "change-me",
+    "change_me",
+    "changethis",
+    "placeholder",
+    "your-secret",
+    "your_secret",
+    "yoursecret",
+    "jwt_secret",
+    "jwt-secret",
+    "jwtsecret",
+    "supersecret",
+    "super-secret",
+    "mysecret",
+    "development",
+    "example",
+    "password",
+    "default",
+    "replace-me",
+    "replaceme",
+    "xxxxxxxx",
+    "12345678",
+];
+
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Checks a JWT secret for production: long enough, not a template value,
+/// and not a trivially repetitive string.
+pub fn check_jwt_secret(secret: &str) -> Result<(), String> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (got {})",
+            secret.len()
+        ));
+    }
+    let folded: String = secret
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    if PLACEHOLDER_SECRETS.iter().any(|p| {
+        let p: String = p.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        folded.contains(&p)
+    }) {
+        return Err("JWT_SECRET is a known placeholder value".into());
+    }
+    let mut distinct: Vec<u8> = secret.bytes().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 10 {
+        return Err("JWT_SECRET is too repetitive to be random".into());
+    }
+    Ok(())
+}
+
+impl Settings {
+    pub fn from_args(args: SettingsArgs) -> Result<Self, ConfigError> {
+        let env = match args.app_env.trim().to_ascii_lowercase().as_str() {
+            "development" | "dev" | "test" => Environment::Development,
+            "production" | "prod" => Environment::Production,
+            other => {
+                return Err(ConfigError(format!(
+                    "APP_ENV must be `development` or `production`, not `{other}`"
+                )));
+            }
+        };
+        let production = env == Environment::Production;
+        let bind_addr: SocketAddr = args.bind_addr.parse().map_err(|_| {
+            ConfigError(format!(
+                "BIND_ADDR `{}` is not an address:port",
+                args.bind_addr
+            ))
+        })?;
+
+        let database_url = args.database_url.trim().to_string();
+        let is_sqlite = database_url.starts_with("sqlite:");
+        let is_postgres =
+            database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
+        if !is_sqlite && !is_postgres {
+            return Err(ConfigError(
+                "DATABASE_URL must be a sqlite:// or postgres:// URL".into(),
+            ));
+        }
+        if production && is_sqlite {
+            return Err(ConfigError(
+                "DATABASE_URL must point at PostgreSQL in production, not SQLite".into(),
+            ));
+        }
+
+        let jwt_secret = match (args.jwt_secret.as_deref().map(str::trim), production) {
+            (Some(s), _) if !s.is_empty() => {
+                check_jwt_secret(s).map_err(ConfigError)?;
+                Secret(s.as_bytes().to_vec())
+            }
+            (_, true) => {
+                return Err(ConfigError("JWT_SECRET is required in production".into()));
+            }
+            (_, false) => {
+                // Development only: a fresh random secret per process. Tokens
+                // die with the process, which is what a developer expects.
+                let mut bytes = vec![0u8; 48];
+                rand::rng().fill_bytes(&mut bytes);
+                Secret(bytes)
+            }
+        };
+
+        let cors_allowed_origins: Vec<String> = args
+            .cors_allowed_origins
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if cors_allowed_origins.iter().any(|o| o == "*") {
+            if production {
+                return Err(ConfigError(
+                    "CORS_ALLOWED_ORIGINS must list origins in production, not `*`".into(),
+                ));
+            }
+        } else if production && cors_allowed_origins.is_empty() {
+            return Err(ConfigError(
+                "CORS_ALLOWED_ORIGINS must not be empty in production".into(),
+            ));
+        }
+        for origin in &cors_allowed_origins {
+            if origin != "*" && http::HeaderValue::from_str(origin).is_err() {
+                return Err(ConfigError(format!(
+                    "CORS_ALLOWED_ORIGINS has an invalid origin `{origin}`"
+                )));
+            }
+        }
+
+        let log_format = match args.log_format.as_deref().map(str::trim) {
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            None | Some("") => {
+                if production {
+                    LogFormat::Json
+                } else {
+                    LogFormat::Pretty
+                }
+            }
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "LOG_FORMAT must be `pretty` or `json`, not `{other}`"
+                )));
+            }
+        };
+
+        if args.platform_fee_bps > 10_000 {
+            return Err(ConfigError("PLATFORM_FEE_BPS must be at most 10000".into()));
+        }
+        for (name, value) in [
+            (
+                "RATE_LIMIT_GENERAL_PER_MINUTE",
+                args.rate_limit_general_per_minute,
+            ),
+            (
+                "RATE_LIMIT_LOGIN_PER_MINUTE",
+                args.rate_limit_login_per_minute,
+            ),
+            (
+                "RATE_LIMIT_REGISTER_PER_HOUR",
+                args.rate_limit_register_per_hour,
+            ),
+            ("DATABASE_MAX_CONNECTIONS", args.database_max_connections),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("{name} must be greater than 0")));
+            }
+        }
+        if args.hold_ttl_seconds == 0 || args.request_timeout_seconds == 0 {
+            return Err(ConfigError(
+                "HOLD_TTL_SECONDS and REQUEST_TIMEOUT_SECONDS must be greater than 0".into(),
+            ));
+        }
+        let public_base_url = args
+            .public_base_url
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
+        if !(public_base_url.starts_with("http://") || public_base_url.starts_with("https://")) {
+            return Err(ConfigError("PUBLIC_BASE_URL must be an http(s) URL".into()));
+        }
+
+        Ok(Settings {
+            env,
+            bind_addr,
+            database_url,
+            public_base_url,
+            jwt_secret,
+            cors_allowed_origins,
+            trust_proxy: args.trust_proxy,
+            log_format,
+            playground_enabled: args.playground_enabled.unwrap_or(!production),
+            hold_ttl: Duration::from_secs(args.hold_ttl_seconds),
+            min_booking_notice: Duration::from_secs(args.min_booking_notice_minutes * 60),
+            platform_fee_bps: args.platform_fee_bps,
+            rate_limit_general_per_minute: args.rate_limit_general_per_minute,
+            rate_limit_login_per_minute: args.rate_limit_login_per_minute,
+            rate_limit_register_per_hour: args.rate_limit_register_per_hour,
+            request_timeout: Duration::from_secs(args.request_timeout_seconds),
+            database_max_connections: args.database_max_connections,
+        })
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.env == Environment::Production
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_checked() {
+        assert!(check_jwt_secret("short").is_err());
+        assert!(check_jwt_secret("changeme-changeme-changeme-changeme").is_err());
+        assert!(check_jwt_secret(&"a".repeat(40)).is_err());
+        assert!(check_jwt_secret("q8Jx2LrT0vNw5ZpYc3HkF9sBm1GdUeAo7iRt").is_ok());
+    }
+}

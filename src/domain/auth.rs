@@ -1,0 +1,652 @@
+//! Sign-in, sessions and tokens.
+//!
+//! Access tokens are short-lived HS256 JWTs whose every claim is required and
+//! checked, including a per-user session version: bumping the version (password
+//! change, reset, suspension) kills every earlier token at once. Refresh tokens
+//! are random, stored as SHA-256, and rotate on each use; presenting a spent one
+//! revokes its whole family, because only a thief would hold a spent token.
+
+use std::sync::Arc;
+
+use argon2::{
+    Algorithm as ArgonAlgorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version,
+};
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use sea_orm::sea_query::{Expr, ExprTrait, Func};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    Set,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::audit::{self, Entry, action};
+use crate::domain::reference::ReferenceData;
+use crate::domain::types::{Email, Password, Role, parse_name};
+use crate::error::{AppError, AppResult, on_constraint};
+use entity::{sessions, users};
+
+pub const ISSUER: &str = "maestro-hub";
+pub const AUDIENCE: &str = "maestro-hub-api";
+pub const ACCESS_TOKEN_TTL: Duration = Duration::minutes(15);
+pub const REFRESH_TOKEN_TTL: Duration = Duration::days(30);
+/// Clock skew allowed when checking `exp` (the contract allows at most 30 s).
+pub const LEEWAY_SECS: u64 = 5;
+
+const INVALID_CREDENTIALS: &str = "invalid email or password";
+const INVALID_TOKEN: &str = "invalid or expired token";
+const INVALID_REFRESH: &str = "invalid or expired refresh token";
+
+/// The claims of an access token. Every field is required: a token missing
+/// one does not deserialise and is refused.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub iss: String,
+    pub aud: String,
+    pub jti: String,
+    /// The user's session version when the token was issued.
+    pub sv: i32,
+}
+
+/// Keys, hashing parameters and the dummy hash that keeps failed logins for
+/// unknown emails as slow as those for wrong passwords.
+pub struct Auth {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    dummy_hash: String,
+}
+
+/// argon2id with m=19 MiB, t=2, p=1 (OWASP's first recommended set).
+fn argon2() -> AppResult<Argon2<'static>> {
+    let params = Params::new(19 * 1024, 2, 1, None).map_err(AppError::internal)?;
+    Ok(Argon2::new(
+        ArgonAlgorithm::Argon2id,
+        Version::V0x13,
+        params,
+    ))
+}
+
+/// Hashes on the blocking pool: argon2 takes tens of milliseconds of CPU.
+pub async fn hash_password(password: &Password) -> AppResult<String> {
+    let pw = password.expose().to_string();
+    tokio::task::spawn_blocking(move || {
+        argon2()?
+            .hash_password(pw.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(AppError::internal)
+    })
+    .await
+    .map_err(AppError::internal)?
+}
+
+async fn verify_password(password: &str, hash: &str) -> AppResult<bool> {
+    let (pw, hash) = (password.to_string(), hash.to_string());
+    tokio::task::spawn_blocking(move || {
+        Ok(argon2()?
+            .verify_password(pw.as_bytes(), hash.as_str())
+            .is_ok())
+    })
+    .await
+    .map_err(AppError::internal)?
+}
+
+pub fn hash_refresh_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What a successful sign-in returns.
+pub struct Tokens {
+    pub access_token: String,
+    pub access_token_expires_at: DateTime<Utc>,
+    pub refresh_token: String,
+    pub user: users::Model,
+}
+
+/// The signed-in caller, as checked against the database for this request.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub id: String,
+    pub role: Role,
+    pub user: users::Model,
+}
+
+impl Auth {
+    pub async fn new(secret: &[u8]) -> AppResult<Arc<Self>> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let dummy = Password::parse("password", &format!("Dummy-{}", random_token()))?;
+        Ok(Arc::new(Auth {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            dummy_hash: hash_password(&dummy).await?,
+        }))
+    }
+
+    pub fn issue_access_token(&self, user: &users::Model) -> AppResult<(String, DateTime<Utc>)> {
+        let now = Utc::now();
+        let exp = now + ACCESS_TOKEN_TTL;
+        let claims = Claims {
+            sub: user.id.clone(),
+            role: user.role.clone(),
+            iat: now.timestamp(),
+            exp: exp.timestamp(),
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            jti: uuid::Uuid::new_v4().to_string(),
+            sv: user.session_version,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(AppError::internal)?;
+        Ok((token, exp))
+    }
+
+    /// Checks signature, algorithm and every claim. The database check
+    /// (session version, suspension) is [`authenticate`]'s.
+    pub fn verify_access_token(&self, token: &str) -> AppResult<Claims> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|_| AppError::Unauthenticated(INVALID_TOKEN))?;
+        let claims = data.claims;
+        let now = Utc::now().timestamp();
+        if claims.iat > now + LEEWAY_SECS as i64 || claims.jti.is_empty() {
+            return Err(AppError::Unauthenticated(INVALID_TOKEN));
+        }
+        Ok(claims)
+    }
+}
+
+/// Resolves a bearer token to the current user, refusing tokens of a
+/// suspended user or from before the user's last session-version bump.
+pub async fn authenticate(
+    db: &DatabaseConnection,
+    auth: &Auth,
+    token: &str,
+) -> AppResult<CurrentUser> {
+    let claims = auth.verify_access_token(token)?;
+    let user = users::Entity::find_by_id(claims.sub.clone())
+        .one(db)
+        .await?
+        .ok_or(AppError::Unauthenticated(INVALID_TOKEN))?;
+    if user.session_version != claims.sv || user.suspended_at.is_some() || user.role != claims.role
+    {
+        return Err(AppError::Unauthenticated(INVALID_TOKEN));
+    }
+    let role = Role::parse(&user.role).ok_or_else(|| AppError::internal("unknown role"))?;
+    Ok(CurrentUser {
+        id: user.id.clone(),
+        role,
+        user,
+    })
+}
+
+pub async fn find_user_by_email<C: ConnectionTrait>(
+    db: &C,
+    email: &Email,
+) -> AppResult<Option<users::Model>> {
+    Ok(users::Entity::find()
+        .filter(Expr::expr(Func::lower(Expr::col(users::Column::Email))).eq(email.as_str()))
+        .one(db)
+        .await?)
+}
+
+/// Creates a session row (a new refresh token) inside `db`'s transaction.
+async fn start_session<C: ConnectionTrait>(
+    db: &C,
+    user: &users::Model,
+    family_id: Option<String>,
+    ip: Option<&str>,
+) -> AppResult<String> {
+    let token = random_token();
+    let now = Utc::now();
+    sessions::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        user_id: Set(user.id.clone()),
+        family_id: Set(family_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string())),
+        token_hash: Set(hash_refresh_token(&token)),
+        session_version: Set(user.session_version),
+        created_at: Set(now),
+        expires_at: Set(now + REFRESH_TOKEN_TTL),
+        used_at: Set(None),
+        revoked_at: Set(None),
+        ip: Set(ip.map(str::to_string)),
+    }
+    .insert(db)
+    .await?;
+    Ok(token)
+}
+
+fn tokens(auth: &Auth, user: users::Model, refresh_token: String) -> AppResult<Tokens> {
+    let (access_token, access_token_expires_at) = auth.issue_access_token(&user)?;
+    Ok(Tokens {
+        access_token,
+        access_token_expires_at,
+        refresh_token,
+        user,
+    })
+}
+
+pub struct RegisterInput<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    pub name: &'a str,
+    pub role: Role,
+    pub market_code: Option<&'a str>,
+}
+
+/// Creates a user and an audit entry in one transaction, and signs them in.
+pub async fn register(
+    db: &DatabaseConnection,
+    auth: &Auth,
+    reference: &ReferenceData,
+    input: RegisterInput<'_>,
+    ip: Option<&str>,
+) -> AppResult<Tokens> {
+    if input.role == Role::Admin {
+        return Err(AppError::bad_input(
+            "role",
+            "an admin account cannot be registered",
+        ));
+    }
+    let email = Email::parse(input.email)?;
+    let password = Password::parse("password", input.password)?;
+    let name = parse_name("name", input.name)?;
+    let market_id = match input.market_code {
+        Some(code) => Some(
+            reference
+                .market_by_code(code)
+                .ok_or_else(|| AppError::bad_input("marketCode", "unknown market"))?
+                .id
+                .clone(),
+        ),
+        None => None,
+    };
+    if find_user_by_email(db, &email).await?.is_some() {
+        return Err(AppError::Conflict(
+            "an account with this email already exists".into(),
+        ));
+    }
+    let password_hash = hash_password(&password).await?;
+    let now = Utc::now();
+    let txn = crate::db::begin(db).await?;
+    let user = users::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        email: Set(email.as_str().to_string()),
+        password_hash: Set(password_hash),
+        name: Set(name),
+        role: Set(input.role.as_str().to_string()),
+        email_verified: Set(false),
+        market_id: Set(market_id),
+        session_version: Set(0),
+        suspended_at: Set(None),
+        suspension_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await
+    // Two registrations racing past the check above meet the unique index.
+    .map_err(on_constraint(
+        "users_email_lower_key",
+        AppError::Conflict("an account with this email already exists".into()),
+    ))?;
+    audit::record(
+        &txn,
+        Entry {
+            action: action::REGISTERED,
+            actor_id: Some(&user.id),
+            target_type: Some("user"),
+            target_id: Some(&user.id),
+            ip,
+            detail: Some(serde_json::json!({ "role": user.role })),
+        },
+    )
+    .await?;
+    let refresh = start_session(&txn, &user, None, ip).await?;
+    txn.commit().await?;
+    tokens(auth, user, refresh)
+}
+
+/// Signs in. An unknown email and a wrong password give the same error after
+/// the same argon2 work; both are audited.
+pub async fn login(
+    db: &DatabaseConnection,
+    auth: &Auth,
+    email: &str,
+    password: &str,
+    ip: Option<&str>,
+) -> AppResult<Tokens> {
+    let user = match Email::parse(email) {
+        Ok(email) => find_user_by_email(db, &email).await?,
+        Err(_) => None,
+    };
+    let hash = user
+        .as_ref()
+        .map_or(auth.dummy_hash.as_str(), |u| u.password_hash.as_str());
+    // Over-long input is refused after the same work, not before it.
+    let password_ok = verify_password(password, hash).await? && password.len() <= 1024;
+    match user {
+        Some(user) if password_ok && user.suspended_at.is_none() => {
+            let txn = crate::db::begin(db).await?;
+            audit::record(
+                &txn,
+                Entry {
+                    action: action::LOGIN_SUCCEEDED,
+                    actor_id: Some(&user.id),
+                    target_type: Some("user"),
+                    target_id: Some(&user.id),
+                    ip,
+                    detail: None,
+                },
+            )
+            .await?;
+            let refresh = start_session(&txn, &user, None, ip).await?;
+            txn.commit().await?;
+            tokens(auth, user, refresh)
+        }
+        user => {
+            let normalised = email.trim().to_lowercase();
+            let reason = match &user {
+                None => "unknown_email",
+                Some(u) if u.suspended_at.is_some() && password_ok => "suspended",
+                Some(_) => "wrong_password",
+            };
+            audit::record(
+                db,
+                Entry {
+                    action: action::LOGIN_FAILED,
+                    actor_id: user.as_ref().map(|u| u.id.as_str()),
+                    target_type: Some("user"),
+                    target_id: user.as_ref().map(|u| u.id.as_str()),
+                    ip,
+                    detail: Some(serde_json::json!({
+                        "email": normalised.chars().take(254).collect::<String>(),
+                        "reason": reason,
+                    })),
+                },
+            )
+            .await?;
+            Err(AppError::Unauthenticated(INVALID_CREDENTIALS))
+        }
+    }
+}
+
+/// Rotates a refresh token. The spend is a conditional update, so of two
+/// concurrent uses of one token exactly one wins; the other is treated as
+/// reuse and revokes the family.
+pub async fn refresh(
+    db: &DatabaseConnection,
+    auth: &Auth,
+    refresh_token: &str,
+    ip: Option<&str>,
+) -> AppResult<Tokens> {
+    let hash = hash_refresh_token(refresh_token);
+    let Some(session) = sessions::Entity::find()
+        .filter(sessions::Column::TokenHash.eq(hash))
+        .one(db)
+        .await?
+    else {
+        return Err(AppError::Unauthenticated(INVALID_REFRESH));
+    };
+    let now = Utc::now();
+    let txn = crate::db::begin(db).await?;
+    let spent = sessions::Entity::update_many()
+        .col_expr(sessions::Column::UsedAt, Expr::value(now))
+        .filter(sessions::Column::Id.eq(session.id.clone()))
+        .filter(sessions::Column::UsedAt.is_null())
+        .filter(sessions::Column::RevokedAt.is_null())
+        .exec(&txn)
+        .await?;
+    if spent.rows_affected != 1 {
+        if session.revoked_at.is_none() || session.used_at.is_some() {
+            revoke_family(&txn, &session.family_id, now).await?;
+            audit::record(
+                &txn,
+                Entry {
+                    action: action::REFRESH_REUSED,
+                    actor_id: None,
+                    target_type: Some("user"),
+                    target_id: Some(&session.user_id),
+                    ip,
+                    detail: Some(serde_json::json!({ "family": session.family_id })),
+                },
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        return Err(AppError::Unauthenticated(INVALID_REFRESH));
+    }
+    let user = users::Entity::find_by_id(session.user_id.clone())
+        .one(&txn)
+        .await?
+        .ok_or(AppError::Unauthenticated(INVALID_REFRESH))?;
+    if session.expires_at <= now
+        || session.session_version != user.session_version
+        || user.suspended_at.is_some()
+    {
+        // Commit the spend: a dead token stays dead.
+        txn.commit().await?;
+        return Err(AppError::Unauthenticated(INVALID_REFRESH));
+    }
+    let token = start_session(&txn, &user, Some(session.family_id.clone()), ip).await?;
+    txn.commit().await?;
+    tokens(auth, user, token)
+}
+
+async fn revoke_family<C: ConnectionTrait>(
+    db: &C,
+    family_id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    sessions::Entity::update_many()
+        .col_expr(sessions::Column::RevokedAt, Expr::value(now))
+        .filter(sessions::Column::FamilyId.eq(family_id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Ends the session the refresh token belongs to (its whole family), if it
+/// is the caller's. Always succeeds, so it says nothing about other tokens.
+pub async fn logout(
+    db: &DatabaseConnection,
+    user: &CurrentUser,
+    refresh_token: &str,
+    ip: Option<&str>,
+) -> AppResult<()> {
+    let hash = hash_refresh_token(refresh_token);
+    let session = sessions::Entity::find()
+        .filter(sessions::Column::TokenHash.eq(hash))
+        .filter(sessions::Column::UserId.eq(user.id.clone()))
+        .one(db)
+        .await?;
+    if let Some(session) = session {
+        let txn = crate::db::begin(db).await?;
+        revoke_family(&txn, &session.family_id, Utc::now()).await?;
+        audit::record(
+            &txn,
+            Entry {
+                action: action::LOGGED_OUT,
+                actor_id: Some(&user.id),
+                target_type: Some("user"),
+                target_id: Some(&user.id),
+                ip,
+                detail: None,
+            },
+        )
+        .await?;
+        txn.commit().await?;
+    }
+    Ok(())
+}
+
+/// Bumps the session version and revokes every refresh token of the user:
+/// used by password change, reset and suspension.
+pub async fn end_all_sessions<C: ConnectionTrait>(db: &C, user_id: &str) -> AppResult<()> {
+    let now = Utc::now();
+    users::Entity::update_many()
+        .col_expr(
+            users::Column::SessionVersion,
+            Expr::col(users::Column::SessionVersion).add(1),
+        )
+        .col_expr(users::Column::UpdatedAt, Expr::value(now))
+        .filter(users::Column::Id.eq(user_id))
+        .exec(db)
+        .await?;
+    sessions::Entity::update_many()
+        .col_expr(sessions::Column::RevokedAt, Expr::value(now))
+        .filter(sessions::Column::UserId.eq(user_id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn change_password(
+    db: &DatabaseConnection,
+    user: &CurrentUser,
+    current_password: &str,
+    new_password: &str,
+    ip: Option<&str>,
+) -> AppResult<()> {
+    if !verify_password(current_password, &user.user.password_hash).await? {
+        return Err(AppError::bad_input(
+            "currentPassword",
+            "current password is incorrect",
+        ));
+    }
+    let new_password = Password::parse("newPassword", new_password)?;
+    if new_password.expose() == current_password {
+        return Err(AppError::bad_input(
+            "newPassword",
+            "choose a password different from the current one",
+        ));
+    }
+    let hash = hash_password(&new_password).await?;
+    let txn = crate::db::begin(db).await?;
+    users::Entity::update_many()
+        .col_expr(users::Column::PasswordHash, Expr::value(hash))
+        .filter(users::Column::Id.eq(user.id.clone()))
+        .exec(&txn)
+        .await?;
+    end_all_sessions(&txn, &user.id).await?;
+    audit::record(
+        &txn,
+        Entry {
+            action: action::PASSWORD_CHANGED,
+            actor_id: Some(&user.id),
+            target_type: Some("user"),
+            target_id: Some(&user.id),
+            ip,
+            detail: None,
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+pub async fn set_market(
+    db: &DatabaseConnection,
+    reference: &ReferenceData,
+    user: &CurrentUser,
+    market_code: &str,
+) -> AppResult<users::Model> {
+    let market = reference
+        .market_by_code(market_code)
+        .ok_or_else(|| AppError::bad_input("marketCode", "unknown market"))?;
+    let mut model: users::ActiveModel = user.user.clone().into();
+    model.market_id = Set(Some(market.id.clone()));
+    model.updated_at = Set(Utc::now());
+    Ok(model.update(db).await?)
+}
+
+pub async fn update_profile(
+    db: &DatabaseConnection,
+    user: &CurrentUser,
+    name: Option<&str>,
+) -> AppResult<users::Model> {
+    let mut model: users::ActiveModel = user.user.clone().into();
+    if let Some(name) = name {
+        model.name = Set(parse_name("name", name)?);
+    }
+    model.updated_at = Set(Utc::now());
+    Ok(model.update(db).await?)
+}
+
+/// Creates an admin (the only way one comes to exist). Returns the user.
+pub async fn create_admin(
+    db: &DatabaseConnection,
+    email: &str,
+    password: &str,
+) -> AppResult<users::Model> {
+    let email = Email::parse(email)?;
+    let password = Password::parse("password", password)?;
+    if find_user_by_email(db, &email).await?.is_some() {
+        return Err(AppError::Conflict(
+            "an account with this email already exists".into(),
+        ));
+    }
+    let hash = hash_password(&password).await?;
+    let now = Utc::now();
+    let txn = crate::db::begin(db).await?;
+    let user = users::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        email: Set(email.as_str().to_string()),
+        password_hash: Set(hash),
+        name: Set("Administrator".into()),
+        role: Set(Role::Admin.as_str().into()),
+        email_verified: Set(true),
+        market_id: Set(None),
+        session_version: Set(0),
+        suspended_at: Set(None),
+        suspension_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await
+    .map_err(on_constraint(
+        "users_email_lower_key",
+        AppError::Conflict("an account with this email already exists".into()),
+    ))?;
+    audit::record(
+        &txn,
+        Entry {
+            action: action::ADMIN_CREATED,
+            actor_id: None,
+            target_type: Some("user"),
+            target_id: Some(&user.id),
+            ip: None,
+            detail: Some(serde_json::json!({ "via": "cli" })),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(user)
+}
+
+/// A strong random password for `create-admin` when none is given.
+pub fn generate_password() -> String {
+    // 24 URL-safe characters plus a fixed mix guarantees every class.
+    format!("{}Aa9", &random_token()[..24])
+}

@@ -1,0 +1,162 @@
+//! Sign-in and account resolvers: thin wrappers over `domain::auth`.
+
+use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
+
+use crate::domain::auth;
+use crate::graphql::CtxExt;
+use crate::graphql::guards::{RateLimit, RoleGuard};
+use crate::graphql::scalars::DateTime;
+use crate::graphql::types::{Role, User};
+use crate::ratelimit::Bucket;
+
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub access_token_expires_at: DateTime,
+    pub user: User,
+}
+
+impl From<auth::Tokens> for AuthPayload {
+    fn from(t: auth::Tokens) -> Self {
+        AuthPayload {
+            access_token: t.access_token,
+            refresh_token: t.refresh_token,
+            access_token_expires_at: t.access_token_expires_at.into(),
+            user: User::own(t.user),
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct RegisterInput {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+    pub role: Role,
+    pub market_code: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct UpdateProfileInput {
+    pub name: Option<String>,
+}
+
+#[derive(Default)]
+pub struct AuthQuery;
+
+#[Object]
+impl AuthQuery {
+    #[graphql(guard = "RoleGuard::SignedIn")]
+    async fn me(&self, ctx: &Context<'_>) -> Result<User> {
+        Ok(User::own(ctx.current_user()?.user.clone()))
+    }
+}
+
+#[derive(Default)]
+pub struct AuthMutation;
+
+#[Object]
+impl AuthMutation {
+    #[graphql(guard = "RateLimit::per_ip(Bucket::Register)")]
+    async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> Result<AuthPayload> {
+        let state = ctx.state()?;
+        let ip = ctx.request()?.ip_string();
+        let tokens = auth::register(
+            &state.db,
+            &state.auth,
+            &state.reference,
+            auth::RegisterInput {
+                email: &input.email,
+                password: &input.password,
+                name: &input.name,
+                role: input.role.into(),
+                market_code: input.market_code.as_deref(),
+            },
+            ip.as_deref(),
+        )
+        .await?;
+        Ok(tokens.into())
+    }
+
+    #[graphql(guard = "RateLimit::login(&email)")]
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        password: String,
+    ) -> Result<AuthPayload> {
+        let state = ctx.state()?;
+        let ip = ctx.request()?.ip_string();
+        Ok(
+            auth::login(&state.db, &state.auth, &email, &password, ip.as_deref())
+                .await?
+                .into(),
+        )
+    }
+
+    async fn refresh_token(&self, ctx: &Context<'_>, refresh_token: String) -> Result<AuthPayload> {
+        let state = ctx.state()?;
+        let ip = ctx.request()?.ip_string();
+        Ok(
+            auth::refresh(&state.db, &state.auth, &refresh_token, ip.as_deref())
+                .await?
+                .into(),
+        )
+    }
+
+    #[graphql(guard = "RoleGuard::SignedIn")]
+    async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> Result<bool> {
+        let state = ctx.state()?;
+        let ip = ctx.request()?.ip_string();
+        auth::logout(
+            &state.db,
+            ctx.current_user()?,
+            &refresh_token,
+            ip.as_deref(),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    #[graphql(guard = "RoleGuard::SignedIn")]
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        current_password: String,
+        new_password: String,
+    ) -> Result<bool> {
+        let state = ctx.state()?;
+        let ip = ctx.request()?.ip_string();
+        auth::change_password(
+            &state.db,
+            ctx.current_user()?,
+            &current_password,
+            &new_password,
+            ip.as_deref(),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    #[graphql(guard = "RoleGuard::SignedIn")]
+    async fn set_market(&self, ctx: &Context<'_>, market_code: String) -> Result<User> {
+        let state = ctx.state()?;
+        let user = auth::set_market(
+            &state.db,
+            &state.reference,
+            ctx.current_user()?,
+            &market_code,
+        )
+        .await?;
+        Ok(User::own(user))
+    }
+
+    #[graphql(guard = "RoleGuard::SignedIn")]
+    async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> Result<User> {
+        let state = ctx.state()?;
+        let user =
+            auth::update_profile(&state.db, ctx.current_user()?, input.name.as_deref()).await?;
+        Ok(User::own(user))
+    }
+}

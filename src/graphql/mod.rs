@@ -1,0 +1,13 @@
+//! The GraphQL API: roots assembled from one module per area, the shared
+//! types, guards, and the request context a resolver sees.
+
+pub mod auth;
+pub mod context;
+pub mod guards;
+pub mod reference;
+pub mod scalars;
+pub mod schema;
+pub mod types;
+
+pub use context::{AuthState, CtxExt, RequestCtx};
+pub use schema::{AppSchema, build_schema, sdl};

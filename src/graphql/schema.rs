@@ -1,0 +1,52 @@
+//! Assembles the roots and applies the query limits of `api.md`.
+
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+
+use crate::app::AppState;
+use crate::graphql::auth::{AuthMutation, AuthQuery};
+use crate::graphql::reference::ReferenceQuery;
+
+#[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(AuthQuery, ReferenceQuery);
+
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(AuthMutation);
+
+pub type SubscriptionRoot = EmptySubscription;
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+pub const MAX_DEPTH: usize = 12;
+pub const MAX_COMPLEXITY: usize = 1000;
+pub const MAX_BATCH: usize = 10;
+pub const MAX_DIRECTIVES: usize = 5;
+
+fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .limit_directives(MAX_DIRECTIVES)
+    .limit_recursive_depth(32)
+}
+
+/// The schema the server runs. Production hides the schema: no
+/// introspection and no "did you mean" suggestions.
+pub fn build_schema(state: AppState) -> AppSchema {
+    let production = state.settings.is_production();
+    let mut b = builder().data(state);
+    if production {
+        b = b.disable_introspection().disable_suggestions();
+    }
+    b.finish()
+}
+
+/// The SDL written to `schema.graphql`.
+pub fn sdl() -> String {
+    builder().finish().sdl()
+}

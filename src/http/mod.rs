@@ -1,0 +1,8 @@
+//! HTTP: every route in `router.rs`, every middleware layer in
+//! `middleware.rs`, and the handlers behind them.
+
+pub mod graphql;
+pub mod health;
+pub mod middleware;
+pub mod playground;
+pub mod router;

@@ -1,0 +1,61 @@
+//! Every route, in one place.
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::app::AppState;
+use crate::graphql::AppSchema;
+use crate::http::{graphql, health, middleware, playground};
+
+/// What the HTTP handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    pub state: AppState,
+    pub schema: AppSchema,
+}
+
+impl axum::extract::FromRef<HttpState> for AppState {
+    fn from_ref(s: &HttpState) -> Self {
+        s.state.clone()
+    }
+}
+
+pub fn router(state: AppState, schema: AppSchema) -> Router {
+    let settings = state.settings.clone();
+    let http = HttpState {
+        state: state.clone(),
+        schema: schema.clone(),
+    };
+
+    let mut api = Router::new()
+        .route("/graphql", post(graphql::graphql))
+        .route_service(
+            "/graphql/ws",
+            async_graphql_axum::GraphQLSubscription::new(schema),
+        );
+    if settings.playground_enabled {
+        api = api
+            .route("/playground", get(playground::page))
+            .route("/playground/app.js", get(playground::script))
+            .route("/playground/app.css", get(playground::style));
+    }
+    // Probes and scrapes come from our own infrastructure, often; they are
+    // outside the per-IP limit so a busy probe never takes an instance down.
+    let ops = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics));
+
+    let api = middleware::general_limit(api.with_state(http.clone()), &settings);
+    let app = Router::new()
+        .merge(api)
+        .merge(ops.with_state(http))
+        .fallback(|| async {
+            graphql::error_body(
+                axum::http::StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "no such route",
+            )
+        });
+    middleware::apply(app, &settings)
+}

@@ -1,0 +1,36 @@
+//! Background workers. Each loops until the stop signal, and never holds a
+//! transaction across a sleep.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::app::AppState;
+
+pub fn spawn(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    vec![tokio::spawn(housekeeping(state, stop))]
+}
+
+/// Forgets idle rate-limit keys and deletes refresh tokens that expired
+/// long ago (a spent token is kept until then, to detect reuse).
+async fn housekeeping(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        state.limiter.sweep();
+        let cutoff = Utc::now() - chrono::Duration::days(7);
+        if let Err(err) = entity::sessions::Entity::delete_many()
+            .filter(entity::sessions::Column::ExpiresAt.lt(cutoff))
+            .exec(&state.db)
+            .await
+        {
+            tracing::warn!(error = %err, "could not purge expired sessions");
+        }
+    }
+}

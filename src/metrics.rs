@@ -1,0 +1,119 @@
+//! Prometheus metrics: GraphQL request counts and latency per operation
+//! name, and database pool gauges (read at scrape time).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+use sea_orm::DatabaseConnection;
+
+/// Operation names come from clients; past this many distinct names new
+/// ones are counted as `other`, so a client cannot grow memory without end.
+const MAX_OPERATION_LABELS: usize = 200;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pool_size: IntGauge,
+    pool_idle: IntGauge,
+    seen_operations: Mutex<HashSet<String>>,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("maestro".into()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "graphql_requests_total",
+                "GraphQL operations by name and outcome",
+            ),
+            &["operation", "outcome"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "graphql_request_duration_seconds",
+                "Time to answer a GraphQL operation",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["operation"],
+        )?;
+        let pool_size = IntGauge::new("db_pool_connections", "Open database connections")?;
+        let pool_idle = IntGauge::new("db_pool_idle_connections", "Idle database connections")?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(pool_size.clone()))?;
+        registry.register(Box::new(pool_idle.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            latency,
+            pool_size,
+            pool_idle,
+            seen_operations: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn label(&self, operation: Option<&str>) -> String {
+        let Some(name) = operation.filter(|n| {
+            !n.is_empty()
+                && n.len() <= 64
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }) else {
+            return "anonymous".into();
+        };
+        let Ok(mut seen) = self.seen_operations.lock() else {
+            return "other".into();
+        };
+        if seen.contains(name) {
+            return name.to_string();
+        }
+        if seen.len() >= MAX_OPERATION_LABELS {
+            return "other".into();
+        }
+        seen.insert(name.to_string());
+        name.to_string()
+    }
+
+    pub fn observe(&self, operation: Option<&str>, ok: bool, elapsed: Duration) {
+        let label = self.label(operation);
+        self.requests
+            .with_label_values(&[label.as_str(), if ok { "ok" } else { "error" }])
+            .inc();
+        self.latency
+            .with_label_values(&[label.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn render(&self, db: &DatabaseConnection) -> String {
+        let (size, idle) = pool_stats(db);
+        self.pool_size.set(size);
+        self.pool_idle.set(idle);
+        let mut buf = Vec::new();
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+fn pool_stats(db: &DatabaseConnection) -> (i64, i64) {
+    match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (i64::from(pool.size()), pool.num_idle() as i64)
+        }
+        _ => {
+            let pool = db.get_sqlite_connection_pool();
+            (i64::from(pool.size()), pool.num_idle() as i64)
+        }
+    }
+}

@@ -229,6 +229,8 @@ impl Settings {
             }
         };
         let production = env == Environment::Production;
+        // Every problem is reported at once, so an operator fixes them in one go.
+        let mut problems: Vec<String> = Vec::new();
         let bind_addr: SocketAddr = args.bind_addr.parse().map_err(|_| {
             ConfigError(format!(
                 "BIND_ADDR `{}` is not an address:port",
@@ -241,23 +243,22 @@ impl Settings {
         let is_postgres =
             database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
         if !is_sqlite && !is_postgres {
-            return Err(ConfigError(
-                "DATABASE_URL must be a sqlite:// or postgres:// URL".into(),
-            ));
+            problems.push("DATABASE_URL must be a sqlite:// or postgres:// URL".into());
         }
         if production && is_sqlite {
-            return Err(ConfigError(
-                "DATABASE_URL must point at PostgreSQL in production, not SQLite".into(),
-            ));
+            problems.push("DATABASE_URL must point at PostgreSQL in production, not SQLite".into());
         }
 
         let jwt_secret = match (args.jwt_secret.as_deref().map(str::trim), production) {
             (Some(s), _) if !s.is_empty() => {
-                check_jwt_secret(s).map_err(ConfigError)?;
+                if let Err(problem) = check_jwt_secret(s) {
+                    problems.push(problem);
+                }
                 Secret(s.as_bytes().to_vec())
             }
             (_, true) => {
-                return Err(ConfigError("JWT_SECRET is required in production".into()));
+                problems.push("JWT_SECRET is required in production".into());
+                Secret(Vec::new())
             }
             (_, false) => {
                 // Development only: a fresh random secret per process. Tokens
@@ -276,14 +277,11 @@ impl Settings {
             .collect();
         if cors_allowed_origins.iter().any(|o| o == "*") {
             if production {
-                return Err(ConfigError(
-                    "CORS_ALLOWED_ORIGINS must list origins in production, not `*`".into(),
-                ));
+                problems
+                    .push("CORS_ALLOWED_ORIGINS must list origins in production, not `*`".into());
             }
         } else if production && cors_allowed_origins.is_empty() {
-            return Err(ConfigError(
-                "CORS_ALLOWED_ORIGINS must not be empty in production".into(),
-            ));
+            problems.push("CORS_ALLOWED_ORIGINS must not be empty in production".into());
         }
         for origin in &cors_allowed_origins {
             if origin != "*" && http::HeaderValue::from_str(origin).is_err() {
@@ -346,6 +344,9 @@ impl Settings {
             return Err(ConfigError("PUBLIC_BASE_URL must be an http(s) URL".into()));
         }
 
+        if !problems.is_empty() {
+            return Err(ConfigError(problems.join("; ")));
+        }
         Ok(Settings {
             env,
             bind_addr,

@@ -1,1 +1,14 @@
-fn main() {}
+//! The one integration-test binary. Each test starts the real app (the same
+//! router `main` serves) on its own port and its own fresh database: a temp
+//! SQLite file, or a new PostgreSQL database when `TEST_DATABASE_URL` is set.
+
+// Test helpers panic on purpose: a failed setup is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod auth;
+mod cli;
+mod config;
+mod helpers;
+mod http;
+mod limits;
+mod shutdown;
+mod tokens;

@@ -1,0 +1,228 @@
+//! `spawn_app()` and small helpers for talking GraphQL to it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use maestro_hub::app::{self, AppState};
+use maestro_hub::config::{Settings, SettingsArgs};
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tokio::sync::{OnceCell, oneshot};
+use tokio::task::JoinHandle;
+
+pub const PASSWORD: &str = "Tangerine-Koala-42";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub jwt_secret: String,
+    pub database_url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    _server: JoinHandle<std::io::Result<()>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn random_secret() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Development defaults, as an operator with no variables set would get.
+pub fn default_args(database_url: &str) -> SettingsArgs {
+    SettingsArgs {
+        app_env: "development".into(),
+        bind_addr: "127.0.0.1:0".into(),
+        database_url: database_url.into(),
+        public_base_url: "http://127.0.0.1:8080".into(),
+        jwt_secret: Some(random_secret()),
+        cors_allowed_origins: "http://localhost:8081,http://localhost:19006".into(),
+        trust_proxy: false,
+        log_format: None,
+        playground_enabled: None,
+        hold_ttl_seconds: 600,
+        min_booking_notice_minutes: 60,
+        platform_fee_bps: 1000,
+        rate_limit_general_per_minute: 100,
+        rate_limit_login_per_minute: 5,
+        rate_limit_register_per_hour: 20,
+        request_timeout_seconds: 30,
+        database_max_connections: 10,
+    }
+}
+
+static PG_CLEANED: OnceCell<()> = OnceCell::const_new();
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh, empty database for one test.
+pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            let admin = Database::connect(&admin_url)
+                .await
+                .expect("connect TEST_DATABASE_URL");
+            PG_CLEANED
+                .get_or_init(|| async {
+                    // Databases left by earlier runs (a test binary cannot
+                    // drop them on exit); none is in use by this run yet.
+                    let rows = admin
+                        .query_all_raw(sea_orm::Statement::from_string(
+                            sea_orm::DatabaseBackend::Postgres,
+                            "SELECT datname FROM pg_database WHERE datname LIKE 'maestro_test_%'",
+                        ))
+                        .await
+                        .expect("list test databases");
+                    for row in rows {
+                        let name: String = row.try_get("", "datname").expect("datname");
+                        let _ = admin
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                            ))
+                            .await;
+                    }
+                })
+                .await;
+            let name = format!(
+                "maestro_test_{}_{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::SeqCst)
+            );
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .expect("create test database");
+            let base = admin_url
+                .rsplit_once('/')
+                .map_or(admin_url.as_str(), |(b, _)| b);
+            (format!("{base}/{name}"), None)
+        }
+        _ => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+            (url, Some(dir))
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the app with the default settings changed by `tweak`.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut SettingsArgs)) -> TestApp {
+    let (database_url, tmp) = fresh_database().await;
+    let mut args = default_args(&database_url);
+    tweak(&mut args);
+    let jwt_secret = args.jwt_secret.clone().unwrap_or_default();
+    let settings = Settings::from_args(args).expect("valid test settings");
+    spawn_with_settings(settings, database_url, jwt_secret, tmp).await
+}
+
+pub async fn spawn_with_settings(
+    settings: Settings,
+    database_url: String,
+    jwt_secret: String,
+    tmp: Option<tempfile::TempDir>,
+) -> TestApp {
+    let db = app::connect_and_migrate(&settings).await.expect("migrate");
+    let built = app::build(settings, db).await.expect("build app");
+    let state = built.state.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app::serve(built, listener, async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        state,
+        jwt_secret,
+        database_url,
+        shutdown: Some(tx),
+        _server: server,
+        _tmp: tmp,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Posts any JSON body to `/graphql`.
+    pub async fn post(&self, body: Value, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.post(self.url("/graphql")).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        self.gql_as(None, query, variables).await
+    }
+
+    pub async fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let res = self
+            .post(json!({ "query": query, "variables": variables }), token)
+            .await;
+        res.json().await.expect("json body")
+    }
+
+    /// Registers an account and returns its sign-in payload.
+    pub async fn register(&self, email: &str, role: &str, market: Option<&str>) -> Value {
+        let v = self
+            .gql(
+                "mutation($input: RegisterInput!) { register(input: $input) {
+                    accessToken refreshToken accessTokenExpiresAt user { id email role } } }",
+                json!({ "input": {
+                    "email": email, "password": PASSWORD, "name": "Test User",
+                    "role": role, "marketCode": market } }),
+            )
+            .await;
+        assert!(v["errors"].is_null(), "register failed: {v}");
+        v["data"]["register"].clone()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Value {
+        self.gql(
+            "mutation($e: String!, $p: String!) { login(email: $e, password: $p) {
+                accessToken refreshToken user { id role } } }",
+            json!({ "e": email, "p": password }),
+        )
+        .await
+    }
+
+    pub async fn audit_count(&self, action: &str) -> usize {
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        entity::audit_log::Entity::find()
+            .filter(entity::audit_log::Column::Action.eq(action))
+            .count(&self.state.db)
+            .await
+            .expect("count") as usize
+    }
+}
+
+/// `extensions.code` of the first error, if any.
+pub fn code(v: &Value) -> Option<&str> {
+    v["errors"][0]["extensions"]["code"].as_str()
+}
+
+pub fn field(v: &Value) -> Option<&str> {
+    v["errors"][0]["extensions"]["field"].as_str()
+}

@@ -20,6 +20,7 @@ pub struct Metrics {
     latency: HistogramVec,
     pool_size: IntGauge,
     pool_idle: IntGauge,
+    statements: IntGauge,
     seen_operations: Mutex<HashSet<String>>,
 }
 
@@ -49,12 +50,15 @@ impl Metrics {
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(pool_size.clone()))?;
         registry.register(Box::new(pool_idle.clone()))?;
+        let statements = IntGauge::new("db_statements_total", "SQL statements run since start")?;
+        registry.register(Box::new(statements.clone()))?;
         Ok(Metrics {
             registry,
             requests,
             latency,
             pool_size,
             pool_idle,
+            statements,
             seen_operations: Mutex::new(HashSet::new()),
         })
     }
@@ -90,7 +94,9 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    pub fn render(&self, db: &DatabaseConnection) -> String {
+    pub fn render(&self, db: &DatabaseConnection, statements: u64) -> String {
+        self.statements
+            .set(i64::try_from(statements).unwrap_or(i64::MAX));
         let (size, idle) = pool_stats(db);
         self.pool_size.set(size);
         self.pool_idle.set(idle);

@@ -2,7 +2,14 @@
 //! live in `maestro_hub::domain`; API types in `maestro_hub::graphql`.
 
 pub mod audit_log;
+pub mod availability_rules;
 pub mod categories;
+pub mod coach_categories;
+pub mod coach_profiles;
 pub mod markets;
+pub mod packages;
+pub mod reviews;
 pub mod sessions;
+pub mod sponsorship_plans;
+pub mod sponsorships;
 pub mod users;

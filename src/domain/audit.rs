@@ -17,6 +17,10 @@ pub mod action {
     pub const RATE_LIMITED: &str = "auth.rate_limited";
     pub const LOGGED_OUT: &str = "auth.logged_out";
     pub const ADMIN_CREATED: &str = "admin.created";
+    pub const COACH_SUBMITTED: &str = "coach.submitted";
+    pub const COACH_APPROVED: &str = "coach.approved";
+    pub const COACH_REJECTED: &str = "coach.rejected";
+    pub const USER_SUSPENDED: &str = "user.suspended";
 }
 
 /// One audit entry to write.

@@ -1,9 +1,12 @@
 //! The GraphQL API: roots assembled from one module per area, the shared
 //! types, guards, and the request context a resolver sees.
 
+pub mod admin;
 pub mod auth;
+pub mod coach;
 pub mod context;
 pub mod guards;
+pub mod loaders;
 pub mod reference;
 pub mod scalars;
 pub mod schema;

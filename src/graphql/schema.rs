@@ -3,16 +3,18 @@
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use crate::app::AppState;
+use crate::graphql::admin::{AdminMutation, AdminQuery};
 use crate::graphql::auth::{AuthMutation, AuthQuery};
+use crate::graphql::coach::{CoachMutation, CoachQuery};
 use crate::graphql::reference::ReferenceQuery;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(AuthQuery, ReferenceQuery);
+pub struct QueryRoot(AuthQuery, ReferenceQuery, CoachQuery, AdminQuery);
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(AuthMutation);
+pub struct MutationRoot(AuthMutation, CoachMutation, AdminMutation);
 
 pub type SubscriptionRoot = EmptySubscription;
 

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::domain::auth;
+use crate::graphql::loaders::Loaders;
 use crate::graphql::schema::MAX_BATCH;
 use crate::graphql::{AuthState, RequestCtx};
 use crate::http::router::HttpState;
@@ -121,15 +122,18 @@ pub async fn graphql(
     };
     let started = Instant::now();
     let response = match batch {
-        BatchRequest::Single(r) => {
-            BatchResponse::Single(with_codes(http.schema.execute(r.data(ctx)).await))
-        }
+        BatchRequest::Single(r) => BatchResponse::Single(with_codes(
+            http.schema
+                .execute(r.data(ctx).data(Loaders::new(&state.db)))
+                .await,
+        )),
         BatchRequest::Batch(requests) => {
             let mut out = Vec::with_capacity(requests.len());
             // One after another: a batch must not multiply a client's share
             // of the database pool.
             for r in requests {
-                out.push(with_codes(http.schema.execute(r.data(ctx.clone())).await));
+                let r = r.data(ctx.clone()).data(Loaders::new(&state.db));
+                out.push(with_codes(http.schema.execute(r).await));
             }
             BatchResponse::Batch(out)
         }

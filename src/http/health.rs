@@ -39,6 +39,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&state.db),
+        state.metrics.render(
+            &state.db,
+            state.statements.load(std::sync::atomic::Ordering::Relaxed),
+        ),
     )
 }

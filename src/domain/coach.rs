@@ -1,0 +1,734 @@
+//! Coach profiles: validation, the review flow (DRAFT -> PENDING_REVIEW ->
+//! APPROVED | REJECTED, SUSPENDED by an admin), publishing, and visibility.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, Set,
+};
+
+use crate::domain::audit::{self, Entry, action};
+use crate::domain::auth::{CurrentUser, end_all_sessions};
+use crate::domain::availability::{self, Rule};
+use crate::domain::reference::ReferenceData;
+use crate::domain::types::Role;
+use crate::error::{AppError, AppResult};
+use entity::{availability_rules, coach_categories, coach_profiles, users};
+
+pub const DURATIONS: [u32; 5] = [30, 45, 60, 90, 120];
+pub const BIO_MAX_CHARS: usize = 5000;
+pub const MAX_CATEGORIES: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoachStatus {
+    Draft,
+    PendingReview,
+    Approved,
+    Rejected,
+    Suspended,
+}
+
+impl CoachStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CoachStatus::Draft => "DRAFT",
+            CoachStatus::PendingReview => "PENDING_REVIEW",
+            CoachStatus::Approved => "APPROVED",
+            CoachStatus::Rejected => "REJECTED",
+            CoachStatus::Suspended => "SUSPENDED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            CoachStatus::Draft,
+            CoachStatus::PendingReview,
+            CoachStatus::Approved,
+            CoachStatus::Rejected,
+            CoachStatus::Suspended,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+}
+
+/// The damped (Bayesian) average used for ranking, times 1,000,000: the
+/// ratings are blended with `PRIOR_WEIGHT` imaginary reviews of
+/// `PRIOR_MEAN`, so one 5-star review (4.09) does not beat fifty 4.8s (4.67).
+pub const PRIOR_MEAN: f64 = 4.0;
+pub const PRIOR_WEIGHT: f64 = 10.0;
+
+pub fn rating_score(count: i64, sum: i64) -> i64 {
+    let damped = (PRIOR_WEIGHT * PRIOR_MEAN + sum as f64) / (PRIOR_WEIGHT + count as f64);
+    (damped * 1_000_000.0).round() as i64
+}
+
+/// Removes every markup a browser would run: only a few formatting tags
+/// survive, with no attributes at all (so no handlers, styles or URLs).
+pub fn sanitize_bio(raw: &str) -> String {
+    ammonia::Builder::empty()
+        .add_tags(["p", "br", "b", "strong", "i", "em", "ul", "ol", "li"])
+        .clean(raw)
+        .to_string()
+}
+
+fn text_field(field: &'static str, raw: &str, min: usize, max: usize) -> AppResult<String> {
+    let v = raw.trim();
+    let n = v.chars().count();
+    if n < min || n > max {
+        return Err(AppError::bad_input(
+            field,
+            format!("must be {min} to {max} characters"),
+        ));
+    }
+    if v.chars().any(|c| c.is_control()) {
+        return Err(AppError::bad_input(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    // Names and headlines are plain text: refuse markup rather than show it.
+    if v.contains('<') || v.contains('>') {
+        return Err(AppError::bad_input(field, "must not contain < or >"));
+    }
+    Ok(v.to_string())
+}
+
+/// Hourly-rate ceiling in minor units for a currency (about 1,000 USD).
+pub fn rate_ceiling(currency: &str) -> i64 {
+    match currency {
+        "INR" => 8_000_000,
+        _ => 100_000,
+    }
+}
+
+pub fn parse_durations(raw: &[i32]) -> AppResult<Vec<u32>> {
+    let set: BTreeSet<u32> = raw
+        .iter()
+        .map(|&d| {
+            u32::try_from(d)
+                .ok()
+                .filter(|d| DURATIONS.contains(d))
+                .ok_or_else(|| {
+                    AppError::bad_input(
+                        "sessionDurations",
+                        "durations are 30, 45, 60, 90 or 120 minutes",
+                    )
+                })
+        })
+        .collect::<AppResult<_>>()?;
+    if set.is_empty() {
+        return Err(AppError::bad_input(
+            "sessionDurations",
+            "offer at least one duration",
+        ));
+    }
+    Ok(set.into_iter().collect())
+}
+
+pub fn durations_of(model: &coach_profiles::Model) -> Vec<u32> {
+    serde_json::from_str(&model.session_durations).unwrap_or_default()
+}
+
+pub fn parse_timezone(raw: &str) -> AppResult<Tz> {
+    raw.trim()
+        .parse::<Tz>()
+        .map_err(|_| AppError::bad_input("timezone", "not an IANA time zone (e.g. Europe/London)"))
+}
+
+pub fn parse_meeting_url(raw: &str) -> AppResult<String> {
+    let bad = || AppError::bad_input("meetingUrl", "must be an https:// URL");
+    let url = url::Url::parse(raw.trim()).map_err(|_| bad())?;
+    if url.scheme() != "https" || url.host_str().is_none_or(str::is_empty) || raw.len() > 500 {
+        return Err(bad());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad());
+    }
+    Ok(url.to_string())
+}
+
+pub struct ProfileInput<'a> {
+    pub display_name: &'a str,
+    pub headline: &'a str,
+    pub bio: &'a str,
+    pub category_slugs: &'a [String],
+    pub hourly_rate_minor: i64,
+    pub session_durations: &'a [i32],
+    pub timezone: &'a str,
+    pub meeting_url: Option<&'a str>,
+}
+
+struct ValidProfile {
+    display_name: String,
+    headline: String,
+    bio: String,
+    category_ids: Vec<String>,
+    hourly_rate_minor: i64,
+    session_durations: Vec<u32>,
+    timezone: Tz,
+    meeting_url: Option<String>,
+}
+
+fn validate(
+    input: &ProfileInput<'_>,
+    reference: &ReferenceData,
+    currency: &str,
+) -> AppResult<ValidProfile> {
+    let display_name = text_field("displayName", input.display_name, 2, 80)?;
+    let headline = text_field("headline", input.headline, 5, 150)?;
+    if input.bio.chars().count() > BIO_MAX_CHARS {
+        return Err(AppError::bad_input(
+            "bio",
+            format!("at most {BIO_MAX_CHARS} characters"),
+        ));
+    }
+    let bio = sanitize_bio(input.bio.trim());
+    let mut category_ids = Vec::new();
+    for slug in input.category_slugs {
+        let category = reference.category_by_slug(slug.trim()).ok_or_else(|| {
+            AppError::bad_input("categorySlugs", format!("unknown category `{slug}`"))
+        })?;
+        if !category_ids.contains(&category.id) {
+            category_ids.push(category.id.clone());
+        }
+    }
+    if category_ids.is_empty() || category_ids.len() > MAX_CATEGORIES {
+        return Err(AppError::bad_input(
+            "categorySlugs",
+            format!("choose 1 to {MAX_CATEGORIES} categories"),
+        ));
+    }
+    if input.hourly_rate_minor <= 0 {
+        return Err(AppError::bad_input(
+            "hourlyRateMinor",
+            "the rate must be greater than 0",
+        ));
+    }
+    if input.hourly_rate_minor > rate_ceiling(currency) {
+        return Err(AppError::bad_input(
+            "hourlyRateMinor",
+            "the rate is above the allowed maximum",
+        ));
+    }
+    Ok(ValidProfile {
+        display_name,
+        headline,
+        bio,
+        category_ids,
+        hourly_rate_minor: input.hourly_rate_minor,
+        session_durations: parse_durations(input.session_durations)?,
+        timezone: parse_timezone(input.timezone)?,
+        meeting_url: input
+            .meeting_url
+            .filter(|u| !u.trim().is_empty())
+            .map(parse_meeting_url)
+            .transpose()?,
+    })
+}
+
+pub async fn find_by_user<C: ConnectionTrait>(
+    db: &C,
+    user_id: &str,
+) -> AppResult<Option<coach_profiles::Model>> {
+    Ok(coach_profiles::Entity::find()
+        .filter(coach_profiles::Column::UserId.eq(user_id))
+        .one(db)
+        .await?)
+}
+
+async fn own_profile<C: ConnectionTrait>(
+    db: &C,
+    user: &CurrentUser,
+) -> AppResult<coach_profiles::Model> {
+    find_by_user(db, &user.id)
+        .await?
+        .ok_or(AppError::NotFound("coach profile"))
+}
+
+/// Creates or replaces the caller's profile. A new profile starts as DRAFT;
+/// editing keeps the review status.
+pub async fn upsert_profile(
+    db: &DatabaseConnection,
+    reference: &ReferenceData,
+    user: &CurrentUser,
+    input: ProfileInput<'_>,
+) -> AppResult<coach_profiles::Model> {
+    if user.role != Role::Coach {
+        return Err(AppError::Forbidden("only coaches have a coach profile"));
+    }
+    let market = user
+        .user
+        .market_id
+        .as_deref()
+        .and_then(|id| reference.market(id))
+        .ok_or(AppError::MarketRequired)?;
+    let valid = validate(&input, reference, &market.currency)?;
+    let now = Utc::now();
+    let txn = crate::db::begin(db).await?;
+    let existing = find_by_user(&txn, &user.id).await?;
+    let durations = serde_json::to_string(&valid.session_durations).map_err(AppError::internal)?;
+    let model = match existing {
+        Some(existing) => {
+            let mut m: coach_profiles::ActiveModel = existing.into();
+            m.market_id = Set(market.id.clone());
+            m.display_name = Set(valid.display_name);
+            m.headline = Set(valid.headline);
+            m.bio = Set(valid.bio);
+            m.hourly_rate_minor = Set(valid.hourly_rate_minor);
+            m.currency = Set(market.currency.clone());
+            m.session_durations = Set(durations);
+            m.timezone = Set(valid.timezone.name().to_string());
+            m.meeting_url = Set(valid.meeting_url);
+            m.updated_at = Set(now);
+            m.update(&txn).await?
+        }
+        None => {
+            coach_profiles::ActiveModel {
+                id: Set(uuid::Uuid::now_v7().to_string()),
+                user_id: Set(user.id.clone()),
+                market_id: Set(market.id.clone()),
+                display_name: Set(valid.display_name),
+                headline: Set(valid.headline),
+                bio: Set(valid.bio),
+                hourly_rate_minor: Set(valid.hourly_rate_minor),
+                currency: Set(market.currency.clone()),
+                session_durations: Set(durations),
+                timezone: Set(valid.timezone.name().to_string()),
+                meeting_url: Set(valid.meeting_url),
+                status: Set(CoachStatus::Draft.as_str().into()),
+                published: Set(false),
+                rejection_reason: Set(None),
+                payouts_enabled: Set(false),
+                stripe_account_id: Set(None),
+                rating_count: Set(0),
+                rating_sum: Set(0),
+                rating_score: Set(rating_score(0, 0)),
+                sponsored_until: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(&txn)
+            .await?
+        }
+    };
+    coach_categories::Entity::delete_many()
+        .filter(coach_categories::Column::CoachId.eq(model.id.clone()))
+        .exec(&txn)
+        .await?;
+    coach_categories::Entity::insert_many(valid.category_ids.iter().map(|c| {
+        coach_categories::ActiveModel {
+            coach_id: Set(model.id.clone()),
+            category_id: Set(c.clone()),
+        }
+    }))
+    .exec(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(model)
+}
+
+/// Replaces all availability rules of the caller's profile.
+pub async fn set_availability(
+    db: &DatabaseConnection,
+    user: &CurrentUser,
+    raw: &[(i32, String, String)],
+) -> AppResult<coach_profiles::Model> {
+    let rules = availability::parse_rules(raw)?;
+    let profile = own_profile(db, user).await?;
+    let txn = crate::db::begin(db).await?;
+    availability_rules::Entity::delete_many()
+        .filter(availability_rules::Column::CoachId.eq(profile.id.clone()))
+        .exec(&txn)
+        .await?;
+    if !rules.is_empty() {
+        availability_rules::Entity::insert_many(rules.iter().map(|r| {
+            availability_rules::ActiveModel {
+                id: Set(uuid::Uuid::now_v7().to_string()),
+                coach_id: Set(profile.id.clone()),
+                weekday: Set(i16::from(r.weekday)),
+                start_minute: Set(r.start_minute as i16),
+                end_minute: Set(r.end_minute as i16),
+            }
+        }))
+        .exec(&txn)
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(profile)
+}
+
+pub async fn load_rules<C: ConnectionTrait>(db: &C, coach_id: &str) -> AppResult<Vec<Rule>> {
+    Ok(availability_rules::Entity::find()
+        .filter(availability_rules::Column::CoachId.eq(coach_id))
+        .order_by_asc(availability_rules::Column::Weekday)
+        .order_by_asc(availability_rules::Column::StartMinute)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| rule_of(&r))
+        .collect())
+}
+
+pub fn rule_of(r: &availability_rules::Model) -> Rule {
+    Rule {
+        weekday: r.weekday as u8,
+        start_minute: r.start_minute as u16,
+        end_minute: r.end_minute as u16,
+    }
+}
+
+/// Moves a status under a condition in one statement, so two concurrent
+/// moves cannot both succeed; `CONFLICT` when the profile is not in `from`.
+async fn transition<C: ConnectionTrait>(
+    db: &C,
+    coach_id: &str,
+    from: &[CoachStatus],
+    to: CoachStatus,
+    reason: Option<String>,
+) -> AppResult<()> {
+    let res = coach_profiles::Entity::update_many()
+        .col_expr(coach_profiles::Column::Status, Expr::value(to.as_str()))
+        .col_expr(coach_profiles::Column::RejectionReason, Expr::value(reason))
+        .col_expr(coach_profiles::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(coach_profiles::Column::Id.eq(coach_id))
+        .filter(coach_profiles::Column::Status.is_in(from.iter().map(|s| s.as_str())))
+        .exec(db)
+        .await?;
+    if res.rows_affected != 1 {
+        return Err(AppError::Conflict(format!(
+            "the profile cannot move to {} from its current status",
+            to.as_str()
+        )));
+    }
+    Ok(())
+}
+
+pub async fn submit(
+    db: &DatabaseConnection,
+    user: &CurrentUser,
+    ip: Option<&str>,
+) -> AppResult<coach_profiles::Model> {
+    let profile = own_profile(db, user).await?;
+    let txn = crate::db::begin(db).await?;
+    transition(
+        &txn,
+        &profile.id,
+        &[CoachStatus::Draft, CoachStatus::Rejected],
+        CoachStatus::PendingReview,
+        None,
+    )
+    .await?;
+    audit::record(
+        &txn,
+        Entry {
+            action: action::COACH_SUBMITTED,
+            actor_id: Some(&user.id),
+            target_type: Some("coach"),
+            target_id: Some(&profile.id),
+            ip,
+            detail: None,
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    get(db, &profile.id).await
+}
+
+pub async fn publish(
+    db: &DatabaseConnection,
+    user: &CurrentUser,
+    published: bool,
+) -> AppResult<coach_profiles::Model> {
+    let profile = own_profile(db, user).await?;
+    let mut update = coach_profiles::Entity::update_many()
+        .col_expr(coach_profiles::Column::Published, Expr::value(published))
+        .col_expr(coach_profiles::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(coach_profiles::Column::Id.eq(profile.id.clone()));
+    if published {
+        update = update.filter(coach_profiles::Column::Status.eq(CoachStatus::Approved.as_str()));
+    }
+    if update.exec(db).await?.rows_affected != 1 {
+        return Err(AppError::Conflict(
+            "only an approved profile can be published".into(),
+        ));
+    }
+    get(db, &profile.id).await
+}
+
+pub async fn get<C: ConnectionTrait>(db: &C, coach_id: &str) -> AppResult<coach_profiles::Model> {
+    coach_profiles::Entity::find_by_id(coach_id.to_string())
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("coach"))
+}
+
+/// Admin review: PENDING_REVIEW -> APPROVED or REJECTED (with a reason).
+pub async fn review(
+    db: &DatabaseConnection,
+    admin: &CurrentUser,
+    coach_id: &str,
+    approve: bool,
+    reason: Option<&str>,
+    ip: Option<&str>,
+) -> AppResult<coach_profiles::Model> {
+    let reason = match (approve, reason) {
+        (true, _) => None,
+        (false, Some(r)) => Some(text_field("reason", r, 3, 1000)?),
+        (false, None) => return Err(AppError::bad_input("reason", "give a reason")),
+    };
+    get(db, coach_id).await?;
+    let txn = crate::db::begin(db).await?;
+    let (to, act) = if approve {
+        (CoachStatus::Approved, action::COACH_APPROVED)
+    } else {
+        (CoachStatus::Rejected, action::COACH_REJECTED)
+    };
+    transition(
+        &txn,
+        coach_id,
+        &[CoachStatus::PendingReview],
+        to,
+        reason.clone(),
+    )
+    .await?;
+    audit::record(
+        &txn,
+        Entry {
+            action: act,
+            actor_id: Some(&admin.id),
+            target_type: Some("coach"),
+            target_id: Some(coach_id),
+            ip,
+            detail: reason.map(|r| serde_json::json!({ "reason": r })),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    get(db, coach_id).await
+}
+
+/// Suspends a user: every token stops working at once (session version
+/// bump) and a coach profile leaves search (status SUSPENDED).
+pub async fn suspend_user(
+    db: &DatabaseConnection,
+    admin: &CurrentUser,
+    user_id: &str,
+    reason: &str,
+    ip: Option<&str>,
+) -> AppResult<users::Model> {
+    let reason = text_field("reason", reason, 3, 1000)?;
+    if user_id == admin.id {
+        return Err(AppError::Conflict("you cannot suspend yourself".into()));
+    }
+    let user = users::Entity::find_by_id(user_id.to_string())
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("user"))?;
+    if user.suspended_at.is_some() {
+        return Err(AppError::Conflict("the user is already suspended".into()));
+    }
+    let now = Utc::now();
+    let txn = crate::db::begin(db).await?;
+    users::Entity::update_many()
+        .col_expr(users::Column::SuspendedAt, Expr::value(now))
+        .col_expr(users::Column::SuspensionReason, Expr::value(reason.clone()))
+        .filter(users::Column::Id.eq(user_id))
+        .exec(&txn)
+        .await?;
+    end_all_sessions(&txn, user_id).await?;
+    coach_profiles::Entity::update_many()
+        .col_expr(
+            coach_profiles::Column::Status,
+            Expr::value(CoachStatus::Suspended.as_str()),
+        )
+        .col_expr(coach_profiles::Column::Published, Expr::value(false))
+        .col_expr(coach_profiles::Column::UpdatedAt, Expr::value(now))
+        .filter(coach_profiles::Column::UserId.eq(user_id))
+        .exec(&txn)
+        .await?;
+    audit::record(
+        &txn,
+        Entry {
+            action: action::USER_SUSPENDED,
+            actor_id: Some(&admin.id),
+            target_type: Some("user"),
+            target_id: Some(user_id),
+            ip,
+            detail: Some(serde_json::json!({ "reason": reason })),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(users::Entity::find_by_id(user_id.to_string())
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("user"))?)
+}
+
+/// Whether `viewer` may see this profile: the public sees approved,
+/// published ones; the owner and admins always.
+pub fn visible_to(profile: &coach_profiles::Model, viewer: Option<&CurrentUser>) -> bool {
+    if let Some(v) = viewer
+        && (v.role == Role::Admin || v.id == profile.user_id)
+    {
+        return true;
+    }
+    profile.published && profile.status == CoachStatus::Approved.as_str()
+}
+
+/// A profile by id if `viewer` may see it.
+pub async fn find_visible<C: ConnectionTrait>(
+    db: &C,
+    coach_id: &str,
+    viewer: Option<&CurrentUser>,
+) -> AppResult<Option<coach_profiles::Model>> {
+    if coach_id.len() > 64 {
+        return Ok(None);
+    }
+    Ok(coach_profiles::Entity::find_by_id(coach_id.to_string())
+        .one(db)
+        .await?
+        .filter(|p| visible_to(p, viewer)))
+}
+
+/// Recomputes a coach's rating figures from visible reviews; called in the
+/// transaction that adds, hides or removes a review.
+pub async fn refresh_rating<C: ConnectionTrait>(db: &C, coach_id: &str) -> AppResult<()> {
+    use sea_orm::{FromQueryResult, QuerySelect};
+    #[derive(FromQueryResult)]
+    struct Totals {
+        count: i64,
+        sum: Option<i64>,
+    }
+    let totals = entity::reviews::Entity::find()
+        .select_only()
+        .column_as(Expr::col(entity::reviews::Column::Id).count(), "count")
+        .column_as(
+            Expr::col(entity::reviews::Column::Rating)
+                .sum()
+                .cast_as("bigint"),
+            "sum",
+        )
+        .filter(entity::reviews::Column::CoachId.eq(coach_id))
+        .filter(entity::reviews::Column::Hidden.eq(false))
+        .into_model::<Totals>()
+        .one(db)
+        .await?
+        .unwrap_or(Totals {
+            count: 0,
+            sum: None,
+        });
+    let sum = totals.sum.unwrap_or(0);
+    coach_profiles::Entity::update_many()
+        .col_expr(
+            coach_profiles::Column::RatingCount,
+            Expr::value(totals.count as i32),
+        )
+        .col_expr(coach_profiles::Column::RatingSum, Expr::value(sum))
+        .col_expr(
+            coach_profiles::Column::RatingScore,
+            Expr::value(rating_score(totals.count, sum)),
+        )
+        .filter(coach_profiles::Column::Id.eq(coach_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Time already taken on a coach's calendar (live holds and bookings) that
+/// overlaps `[from, to)`. Reservations arrive with bookings; until then a
+/// coach's calendar has nothing on it.
+pub async fn busy_intervals<C: ConnectionTrait>(
+    _db: &C,
+    _coach_id: &str,
+    _from: DateTime<Utc>,
+    _to: DateTime<Utc>,
+) -> AppResult<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
+    Ok(Vec::new())
+}
+
+/// The slots of `availableSlots`: validated range and duration, the
+/// coach's rules in the coach's zone, minus busy time.
+pub async fn open_slots<C: ConnectionTrait>(
+    db: &C,
+    profile: &coach_profiles::Model,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    duration_minutes: i32,
+    earliest_start: DateTime<Utc>,
+) -> AppResult<Vec<availability::Slot>> {
+    availability::check_range(from, to)?;
+    let duration = u32::try_from(duration_minutes)
+        .ok()
+        .filter(|d| durations_of(profile).contains(d))
+        .ok_or_else(|| {
+            AppError::bad_input("durationMinutes", "the coach does not offer this duration")
+        })?;
+    let tz = parse_timezone(&profile.timezone)?;
+    let rules = load_rules(db, &profile.id).await?;
+    let margin = chrono::Duration::minutes(i64::from(duration));
+    let busy = busy_intervals(db, &profile.id, from - margin, to + margin).await?;
+    Ok(availability::available_slots(&availability::SlotQuery {
+        rules: &rules,
+        tz,
+        from,
+        to,
+        duration_minutes: duration,
+        earliest_start,
+        busy: &busy,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damped_rating_prefers_many_good_reviews() {
+        assert!(rating_score(50, 240) > rating_score(1, 5));
+        assert_eq!(rating_score(0, 0), 4_000_000);
+    }
+
+    #[test]
+    fn hostile_bios_lose_their_scripts() {
+        let cases = [
+            ("<script>alert(1)</script>Hello", "Hello"),
+            ("<img src=x onerror=alert(1)>Hi", "Hi"),
+            ("<a href=\"javascript:alert(1)\">click</a>", "click"),
+            ("<p onclick=\"steal()\" style=\"x\">Para</p>", "<p>Para</p>"),
+            ("<iframe src=\"https://evil\"></iframe>ok", "ok"),
+            ("<svg><script>x</script></svg>t", "t"),
+            (
+                "<b>bold</b> &amp; <em>it</em>",
+                "<b>bold</b> &amp; <em>it</em>",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(sanitize_bio(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn field_parsers() {
+        assert_eq!(parse_durations(&[60, 30, 60]).unwrap(), vec![30, 60]);
+        assert!(parse_durations(&[]).is_err());
+        assert!(parse_durations(&[50]).is_err());
+        assert!(parse_timezone("Asia/Kolkata").is_ok());
+        assert!(parse_timezone("Mars/Olympus").is_err());
+        assert!(parse_meeting_url("https://meet.example.com/abc").is_ok());
+        for bad in [
+            "http://meet.example.com",
+            "javascript:alert(1)",
+            "https://",
+            "ftp://x.com",
+            "https://u:p@x.com",
+        ] {
+            assert!(parse_meeting_url(bad).is_err(), "{bad}");
+        }
+    }
+}

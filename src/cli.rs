@@ -32,6 +32,17 @@ pub enum Command {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Fill the database with realistic demo coaches, reviews and packages.
+    SeedDemo {
+        #[arg(long, default_value_t = 50)]
+        coaches: usize,
+        /// Average reviews per coach.
+        #[arg(long, default_value_t = 20)]
+        reviews_per_coach: usize,
+        /// The same seed gives the same data.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// Write the GraphQL schema (SDL) to a file.
     ExportSchema {
         #[arg(long, default_value = "schema.graphql")]
@@ -75,6 +86,33 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             email,
             password_stdin,
         } => create_admin(settings, &email, password_stdin).await,
+        Command::SeedDemo {
+            coaches,
+            reviews_per_coach,
+            seed,
+        } => {
+            let db = crate::app::connect_and_migrate(&settings)
+                .await
+                .map_err(|e| e.to_string())?;
+            let reference = crate::domain::reference::ReferenceData::load(&db)
+                .await
+                .map_err(|e| e.message())?;
+            let started = std::time::Instant::now();
+            let r = crate::seed::seed_demo(&db, &reference, coaches, reviews_per_coach, seed)
+                .await
+                .map_err(|e| match e {
+                    crate::error::AppError::Internal(d) => d,
+                    other => other.message(),
+                })?;
+            println!(
+                "seeded {} coaches, {} reviews, {} parents in {:.1?}",
+                r.coaches,
+                r.reviews,
+                r.consumers,
+                started.elapsed()
+            );
+            Ok(())
+        }
         Command::ExportSchema { .. } => Ok(()),
     }
 }

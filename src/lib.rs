@@ -17,3 +17,4 @@ pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod ratelimit;
+pub mod seed;

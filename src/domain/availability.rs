@@ -41,7 +41,7 @@ pub fn parse_hhmm(field: &'static str, s: &str, allow_24: bool) -> Result<u16, A
     let m: u16 = m.parse().map_err(|_| bad())?;
     let total = h * 60 + m;
     let valid = m < 60 && (h < 24 || (allow_24 && h == 24 && m == 0));
-    if !valid || total % GRID_MINUTES as u16 != 0 {
+    if !valid || !total.is_multiple_of(GRID_MINUTES as u16) {
         return Err(bad());
     }
     Ok(total)

@@ -564,10 +564,10 @@ pub async fn suspend_user(
     )
     .await?;
     txn.commit().await?;
-    Ok(users::Entity::find_by_id(user_id.to_string())
+    users::Entity::find_by_id(user_id.to_string())
         .one(db)
         .await?
-        .ok_or(AppError::NotFound("user"))?)
+        .ok_or(AppError::NotFound("user"))
 }
 
 /// Whether `viewer` may see this profile: the public sees approved,

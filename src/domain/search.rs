@@ -88,7 +88,7 @@ fn sponsored_expr(as_of: DateTime<Utc>) -> SimpleExpr {
 
 /// The sort key expressions, in order, with their direction.
 fn key(sort: Sort, as_of: DateTime<Utc>) -> (Vec<SimpleExpr>, Order) {
-    let col = |c: C| Expr::col((coach_profiles::Entity, c)).into();
+    let col = |c: C| Expr::col((coach_profiles::Entity, c));
     match sort {
         Sort::Relevance => (
             vec![sponsored_expr(as_of), col(C::RatingScore), col(C::Id)],
@@ -143,14 +143,14 @@ fn decode_cursor(raw: &str, sort: Sort) -> AppResult<Cursor> {
 fn cursor_values(c: &Cursor) -> Vec<SimpleExpr> {
     c.k.iter()
         .map(|v| match v {
-            serde_json::Value::String(s) => Expr::val(s.clone()).into(),
-            other => Expr::val(other.as_i64().unwrap_or_default()).into(),
+            serde_json::Value::String(s) => Expr::val(s.clone()),
+            other => Expr::val(other.as_i64().unwrap_or_default()),
         })
         .collect()
 }
 
 /// The conditions every listing shares: public profiles only, plus filters.
-fn base_condition(filter: &Filter, reference: &ReferenceData) -> AppResult<Option<Condition>> {
+fn base_condition(filter: &Filter, reference: &ReferenceData) -> AppResult<Condition> {
     let mut cond = Condition::all()
         .add(C::Status.eq(CoachStatus::Approved.as_str()))
         .add(C::Published.eq(true));
@@ -191,6 +191,12 @@ fn base_condition(filter: &Filter, reference: &ReferenceData) -> AppResult<Optio
         if q.chars().count() > 100 {
             return Err(AppError::bad_input("query", "at most 100 characters"));
         }
+        if q.chars().any(char::is_control) {
+            return Err(AppError::bad_input(
+                "query",
+                "must not contain control characters",
+            ));
+        }
         let pattern = like_pattern(q);
         let like = |c: C| {
             Expr::expr(Func::lower(Expr::col((coach_profiles::Entity, c))))
@@ -224,7 +230,7 @@ fn base_condition(filter: &Filter, reference: &ReferenceData) -> AppResult<Optio
         }
         cond = cond.add(C::HourlyRateMinor.lte(max));
     }
-    Ok(Some(cond))
+    Ok(cond)
 }
 
 pub async fn search<Db: ConnectionTrait>(
@@ -242,14 +248,7 @@ pub async fn search<Db: ConnectionTrait>(
             .ok_or(AppError::bad_input("after", "bad cursor"))?,
         None => Utc::now(),
     };
-    let Some(cond) = base_condition(filter, reference)? else {
-        return Ok(Page {
-            coaches: vec![],
-            cursors: vec![],
-            has_next: false,
-            total_count: 0,
-        });
-    };
+    let cond = base_condition(filter, reference)?;
     let (exprs, order) = key(sort, as_of);
     let mut select = coach_profiles::Entity::find().filter(cond.clone());
     if let Some(c) = &cursor {

@@ -29,6 +29,10 @@ impl AdminQuery {
         let state = ctx.state()?;
         let page =
             admin::coaches(&state.db, status.map(Into::into), first, after.as_deref()).await?;
+        let ids: Vec<String> = page.items.iter().map(|c| c.id.clone()).collect();
+        crate::graphql::loaders::prefetch(ctx, &ids)
+            .await
+            .map_err(crate::graphql::coach::load_err)?;
         let mut conn = CoachConnection::with_additional_fields(
             after.is_some(),
             page.has_next,

@@ -175,7 +175,7 @@ fn loaders<'a>(ctx: &'a Context<'_>) -> Result<&'a Loaders> {
         .ok_or_else(|| AppError::internal("Loaders missing from request data").into())
 }
 
-fn load_err(e: std::sync::Arc<AppError>) -> async_graphql::Error {
+pub fn load_err(e: std::sync::Arc<AppError>) -> async_graphql::Error {
     match &*e {
         AppError::Internal(detail) => AppError::Internal(detail.clone()).into(),
         _ => AppError::internal("loader failed").into(),
@@ -465,7 +465,8 @@ impl CoachQuery {
         &self,
         ctx: &Context<'_>,
         filter: Option<CoachSearchFilter>,
-        #[graphql(default)] sort: CoachSort,
+        // Nullable so that an omitted variable (`sort: $s`) means the default.
+        #[graphql(default_with = "Some(CoachSort::Relevance)")] sort: Option<CoachSort>,
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<CoachConnection> {
@@ -483,11 +484,15 @@ impl CoachQuery {
             &state.db,
             &state.reference,
             &filter,
-            sort.into(),
+            sort.unwrap_or_default().into(),
             first,
             after.as_deref(),
         )
         .await?;
+        let ids: Vec<String> = page.coaches.iter().map(|c| c.id.clone()).collect();
+        crate::graphql::loaders::prefetch(ctx, &ids)
+            .await
+            .map_err(load_err)?;
         Ok(coach_connection(page, has_previous))
     }
 }

@@ -1,16 +1,20 @@
 //! Dataloaders: one per foreign key a listed coach exposes, so a page of N
 //! coaches costs one statement per nested field, not N.
 //!
-//! Loaders are made per request (their cache must not outlive it). The
-//! batch delay is 1 ms on purpose: tokio's timer cannot wait less, and every
-//! sibling in a list registers its key within one poll of the list, well
-//! inside that window, so each nested field becomes exactly one batch.
+//! Loaders are made per request (their cache must not outlive it). A list
+//! resolver that knows its rows (search, admin listings) primes them with
+//! [`prefetch`]: one statement per nested field the query selects, started
+//! before the rows are resolved, so the count never depends on timing. Any
+//! other path batches on the loader's delay, 1 ms on purpose: tokio's timer
+//! cannot wait less, and siblings in a list register their keys within one
+//! poll of the list (in release builds, far inside that window).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::Context;
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
     Statement,
@@ -24,23 +28,101 @@ pub const BATCH_DELAY: Duration = Duration::from_millis(1);
 
 /// All loaders of one request.
 pub struct Loaders {
-    pub categories: DataLoader<CategoryIdsByCoach>,
-    pub packages: DataLoader<PackagesByCoach>,
-    pub reviews: DataLoader<ReviewsByCoach>,
-    pub availability: DataLoader<RulesByCoach>,
+    pub categories: DataLoader<CategoryIdsByCoach, HashMapCache>,
+    pub packages: DataLoader<PackagesByCoach, HashMapCache>,
+    pub reviews: DataLoader<ReviewsByCoach, HashMapCache>,
+    pub availability: DataLoader<RulesByCoach, HashMapCache>,
 }
 
 impl Loaders {
     pub fn new(db: &DatabaseConnection) -> Self {
+        fn make<K, L>(loader: L) -> DataLoader<L, HashMapCache>
+        where
+            K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+            L: Loader<K>,
+        {
+            DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default()).delay(BATCH_DELAY)
+        }
         Loaders {
-            categories: DataLoader::new(CategoryIdsByCoach(db.clone()), tokio::spawn)
-                .delay(BATCH_DELAY),
-            packages: DataLoader::new(PackagesByCoach(db.clone()), tokio::spawn).delay(BATCH_DELAY),
-            reviews: DataLoader::new(ReviewsByCoach(db.clone()), tokio::spawn).delay(BATCH_DELAY),
-            availability: DataLoader::new(RulesByCoach(db.clone()), tokio::spawn)
-                .delay(BATCH_DELAY),
+            categories: make(CategoryIdsByCoach(db.clone())),
+            packages: make(PackagesByCoach(db.clone())),
+            reviews: make(ReviewsByCoach(db.clone())),
+            availability: make(RulesByCoach(db.clone())),
         }
     }
+}
+
+async fn when<F>(wanted: bool, load: F) -> Result<(), LoadError>
+where
+    F: std::future::Future<Output = Result<(), LoadError>>,
+{
+    if wanted { load.await } else { Ok(()) }
+}
+
+/// Loads (without the batch delay), in one statement per field, the nested fields that the current
+/// connection field's query selects for `coach_ids`, into the request's
+/// loaders. Looks under both `nodes` and `edges { node }`.
+pub async fn prefetch(ctx: &Context<'_>, coach_ids: &[String]) -> Result<(), LoadError> {
+    let Some(loaders) = ctx.data_opt::<Loaders>() else {
+        return Ok(());
+    };
+    if coach_ids.is_empty() {
+        return Ok(());
+    }
+    let look = ctx.look_ahead();
+    let nodes = [look.field("nodes"), look.field("edges").field("node")];
+    let wants = |f: &str| nodes.iter().any(|n| n.field(f).exists());
+    let ids = || coach_ids.iter().cloned();
+    let mut review_keys = Vec::new();
+    for n in &nodes {
+        for sel in n.field("reviews").selection_fields() {
+            let args = sel.arguments().unwrap_or_default();
+            let has_after = args
+                .iter()
+                .any(|(k, v)| k.as_str() == "after" && *v != async_graphql::Value::Null);
+            let first = args
+                .iter()
+                .find(|(k, _)| k.as_str() == "first")
+                .and_then(|(_, v)| match v {
+                    async_graphql::Value::Number(n) => n.as_u64(),
+                    _ => None,
+                })
+                .unwrap_or(crate::domain::search::DEFAULT_PAGE);
+            if !has_after && (1..=crate::domain::search::MAX_PAGE).contains(&first) {
+                // The resolver asks for one row more, to know if a next page exists.
+                review_keys.extend(coach_ids.iter().map(|id| ReviewKey {
+                    coach_id: id.clone(),
+                    first: first as u32 + 1,
+                }));
+            }
+        }
+    }
+    let (a, b, c, d) = futures_util::join!(
+        when(wants("categories"), async {
+            let ids: Vec<String> = ids().collect();
+            let values = loaders.categories.loader().load(&ids).await?;
+            loaders.categories.feed_many(values).await;
+            Ok(())
+        }),
+        when(wants("packages"), async {
+            let ids: Vec<String> = ids().collect();
+            let values = loaders.packages.loader().load(&ids).await?;
+            loaders.packages.feed_many(values).await;
+            Ok(())
+        }),
+        when(wants("availability"), async {
+            let ids: Vec<String> = ids().collect();
+            let values = loaders.availability.loader().load(&ids).await?;
+            loaders.availability.feed_many(values).await;
+            Ok(())
+        }),
+        when(!review_keys.is_empty(), async {
+            let values = loaders.reviews.loader().load(&review_keys).await?;
+            loaders.reviews.feed_many(values).await;
+            Ok(())
+        }),
+    );
+    a.and(b).and(c).and(d)
 }
 
 /// Loader errors are shared between waiters, hence `Arc`.

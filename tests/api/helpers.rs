@@ -226,3 +226,105 @@ pub fn code(v: &Value) -> Option<&str> {
 pub fn field(v: &Value) -> Option<&str> {
     v["errors"][0]["extensions"]["field"].as_str()
 }
+
+/// A profile input that passes every rule; tests change one field at a time.
+pub fn profile_input(timezone: &str) -> Value {
+    json!({
+        "displayName": "Maya Rivers",
+        "headline": "Patient piano coach for beginners",
+        "bio": "<p>Twenty years of teaching.</p>",
+        "categorySlugs": ["piano"],
+        "hourlyRateMinor": 4500,
+        "sessionDurations": [30, 60],
+        "timezone": timezone,
+        "meetingUrl": "https://meet.example.com/maya"
+    })
+}
+
+pub const UPSERT: &str =
+    "mutation($input: CoachProfileInput!) { upsertCoachProfile(input: $input) {
+    id status published displayName bio meetingUrl } }";
+
+impl TestApp {
+    /// An admin made the only way there is (`create_admin`), signed in.
+    pub async fn admin_token(&self) -> String {
+        let email = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
+        maestro_hub::domain::auth::create_admin(&self.state.db, &email, "Admin-Strong-Pass-1")
+            .await
+            .expect("create admin");
+        let v = self.login(&email, "Admin-Strong-Pass-1").await;
+        v["data"]["login"]["accessToken"]
+            .as_str()
+            .expect("admin token")
+            .to_string()
+    }
+
+    /// A registered coach with a market and a DRAFT profile: (token, coach id).
+    pub async fn draft_coach(&self, email: &str, market: &str, input: Value) -> (String, String) {
+        let p = self.register(email, "COACH", Some(market)).await;
+        let token = p["accessToken"].as_str().unwrap().to_string();
+        let v = self
+            .gql_as(Some(&token), UPSERT, json!({ "input": input }))
+            .await;
+        assert!(v["errors"].is_null(), "upsert: {v}");
+        (
+            token,
+            v["data"]["upsertCoachProfile"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    }
+
+    /// A coach that is approved and published, with the given weekly rules.
+    pub async fn public_coach(
+        &self,
+        admin: &str,
+        email: &str,
+        market: &str,
+        input: Value,
+        rules: Value,
+    ) -> (String, String) {
+        let (token, id) = self.draft_coach(email, market, input).await;
+        let v = self
+            .gql_as(
+                Some(&token),
+                "mutation($r: [AvailabilityRuleInput!]!) { setAvailability(rules: $r) { id } }",
+                json!({ "r": rules }),
+            )
+            .await;
+        assert!(v["errors"].is_null(), "availability: {v}");
+        let v = self
+            .gql_as(
+                Some(&token),
+                "mutation { submitCoachProfile { status } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            v["data"]["submitCoachProfile"]["status"], "PENDING_REVIEW",
+            "{v}"
+        );
+        let v = self
+            .gql_as(
+                Some(admin),
+                "mutation($id: ID!) { approveCoach(coachId: $id) { status } }",
+                json!({ "id": id }),
+            )
+            .await;
+        assert_eq!(v["data"]["approveCoach"]["status"], "APPROVED", "{v}");
+        let v = self
+            .gql_as(
+                Some(&token),
+                "mutation { publishCoachProfile(published: true) { published } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(v["data"]["publishCoachProfile"]["published"], true, "{v}");
+        (token, id)
+    }
+
+    pub fn statements(&self) -> u64 {
+        self.state.statements.load(Ordering::SeqCst)
+    }
+}

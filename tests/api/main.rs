@@ -6,9 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod auth;
 mod cli;
+mod coaches;
 mod config;
 mod helpers;
 mod http;
 mod limits;
+mod search;
 mod shutdown;
 mod tokens;

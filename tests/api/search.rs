@@ -1,0 +1,494 @@
+//! `searchCoaches`: filters, sorts, relevance, keyset paging under change,
+//! hostile strings, and the statement count that proves there is no N+1.
+
+use chrono::{Duration, Utc};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, code, field, spawn_app};
+
+#[derive(Clone)]
+struct Spec {
+    name: &'static str,
+    market: &'static str,
+    category: &'static str,
+    rate: i64,
+    ratings: Vec<i16>,
+    sponsored: bool,
+}
+
+fn spec(name: &'static str) -> Spec {
+    Spec {
+        name,
+        market: "US",
+        category: "math",
+        rate: 5000,
+        ratings: vec![],
+        sponsored: false,
+    }
+}
+
+/// Inserts an approved, published coach straight into the database (the
+/// API path is covered in `coaches.rs`; here volume matters).
+async fn insert(app: &TestApp, s: Spec) -> String {
+    let db = &app.state.db;
+    let now = Utc::now();
+    let market = app
+        .state
+        .reference
+        .market_by_code(s.market)
+        .unwrap()
+        .clone();
+    let category = app
+        .state
+        .reference
+        .category_by_slug(s.category)
+        .unwrap()
+        .clone();
+    let user_id = uuid::Uuid::now_v7().to_string();
+    entity::users::ActiveModel {
+        id: Set(user_id.clone()),
+        email: Set(format!("{}@example.com", uuid::Uuid::new_v4().simple())),
+        password_hash: Set("!".into()),
+        name: Set(s.name.into()),
+        role: Set("COACH".into()),
+        email_verified: Set(true),
+        market_id: Set(Some(market.id.clone())),
+        session_version: Set(0),
+        suspended_at: Set(None),
+        suspension_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    let id = uuid::Uuid::now_v7().to_string();
+    entity::coach_profiles::ActiveModel {
+        id: Set(id.clone()),
+        user_id: Set(user_id.clone()),
+        market_id: Set(market.id.clone()),
+        display_name: Set(s.name.into()),
+        headline: Set(format!("{} coach", category.name)),
+        bio: Set("<p>Calm and structured.</p>".into()),
+        hourly_rate_minor: Set(s.rate),
+        currency: Set(market.currency.clone()),
+        session_durations: Set("[60]".into()),
+        timezone: Set("UTC".into()),
+        meeting_url: Set(None),
+        status: Set("APPROVED".into()),
+        published: Set(true),
+        rejection_reason: Set(None),
+        payouts_enabled: Set(true),
+        stripe_account_id: Set(None),
+        rating_count: Set(0),
+        rating_sum: Set(0),
+        rating_score: Set(maestro_hub::domain::coach::rating_score(0, 0)),
+        sponsored_until: Set(s.sponsored.then(|| now + Duration::days(7))),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    entity::coach_categories::ActiveModel {
+        coach_id: Set(id.clone()),
+        category_id: Set(category.id.clone()),
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    for r in s.ratings {
+        entity::reviews::ActiveModel {
+            id: Set(uuid::Uuid::now_v7().to_string()),
+            coach_id: Set(id.clone()),
+            consumer_id: Set(user_id.clone()),
+            booking_id: Set(None),
+            rating: Set(r),
+            comment: Set("Good".into()),
+            coach_response: Set(None),
+            hidden: Set(false),
+            created_at: Set(now),
+        }
+        .insert(db)
+        .await
+        .unwrap();
+    }
+    maestro_hub::domain::coach::refresh_rating(db, &id)
+        .await
+        .unwrap();
+    id
+}
+
+const SEARCH: &str = "query($f: CoachSearchFilter, $s: CoachSort, $n: Int, $a: String) {
+    searchCoaches(filter: $f, sort: $s, first: $n, after: $a) {
+        totalCount pageInfo { hasNextPage endCursor } nodes { id displayName isSponsored ratingAverage } } }";
+
+async fn names(app: &TestApp, filter: Value, sort: &str) -> Vec<String> {
+    let v = app
+        .gql(SEARCH, json!({ "f": filter, "s": sort, "n": 100 }))
+        .await;
+    v["data"]["searchCoaches"]["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|n| n["displayName"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn filters() {
+    let app = spawn_app().await;
+    insert(
+        &app,
+        Spec {
+            market: "GB",
+            category: "piano",
+            rate: 3000,
+            ratings: vec![5, 5, 4],
+            ..spec("Alice Keys")
+        },
+    )
+    .await;
+    insert(
+        &app,
+        Spec {
+            market: "GB",
+            category: "math",
+            rate: 6000,
+            ratings: vec![3, 3],
+            ..spec("Bob Numbers")
+        },
+    )
+    .await;
+    insert(
+        &app,
+        Spec {
+            market: "US",
+            category: "piano",
+            rate: 9000,
+            ..spec("Cara 100% Piano")
+        },
+    )
+    .await;
+    insert(
+        &app,
+        Spec {
+            market: "IN",
+            category: "chess",
+            rate: 90000,
+            ..spec("Dev O'Brien_Chess")
+        },
+    )
+    .await;
+    // Not public: never listed.
+    let hidden = insert(
+        &app,
+        Spec {
+            market: "GB",
+            category: "piano",
+            ..spec("Hidden Draft")
+        },
+    )
+    .await;
+    let mut m: entity::coach_profiles::ActiveModel =
+        maestro_hub::domain::coach::get(&app.state.db, &hidden)
+            .await
+            .unwrap()
+            .into();
+    m.status = Set("DRAFT".into());
+    m.update(&app.state.db).await.unwrap();
+
+    let mut all = names(&app, json!({}), "NEWEST").await;
+    all.sort();
+    assert_eq!(
+        all,
+        [
+            "Alice Keys",
+            "Bob Numbers",
+            "Cara 100% Piano",
+            "Dev O'Brien_Chess"
+        ]
+    );
+    assert_eq!(
+        names(&app, json!({ "marketCode": "GB" }), "NEWEST").await,
+        ["Bob Numbers", "Alice Keys"]
+    );
+    assert_eq!(
+        names(
+            &app,
+            json!({ "marketCode": "gb", "categorySlug": "piano" }),
+            "NEWEST"
+        )
+        .await,
+        ["Alice Keys"]
+    );
+    assert_eq!(
+        names(&app, json!({ "minRating": 4.5 }), "NEWEST").await,
+        ["Alice Keys"]
+    );
+    assert_eq!(
+        names(&app, json!({ "maxHourlyRateMinor": 6000 }), "PRICE_LOW").await,
+        ["Alice Keys", "Bob Numbers"]
+    );
+    assert_eq!(
+        names(&app, json!({ "query": "KEYS" }), "NEWEST").await,
+        ["Alice Keys"]
+    );
+    assert_eq!(
+        names(&app, json!({ "query": "piano coach" }), "PRICE_LOW").await,
+        ["Alice Keys", "Cara 100% Piano"],
+        "headline"
+    );
+
+    // Wildcards and quotes are plain characters.
+    assert_eq!(
+        names(&app, json!({ "query": "%" }), "NEWEST").await,
+        ["Cara 100% Piano"]
+    );
+    assert_eq!(
+        names(&app, json!({ "query": "_" }), "NEWEST").await,
+        ["Dev O'Brien_Chess"]
+    );
+    assert_eq!(
+        names(&app, json!({ "query": "o'brien" }), "NEWEST").await,
+        ["Dev O'Brien_Chess"]
+    );
+    for hostile in ["\\", "\"", "'; DROP TABLE users; --", "%_%", "🎹"] {
+        assert!(
+            names(&app, json!({ "query": hostile }), "NEWEST")
+                .await
+                .is_empty(),
+            "{hostile:?}"
+        );
+    }
+    assert_eq!(
+        names(&app, json!({}), "NEWEST").await.len(),
+        4,
+        "nothing was harmed"
+    );
+    let v = app
+        .gql(SEARCH, json!({ "f": { "query": "a\u{0}b" } }))
+        .await;
+    assert_eq!(
+        (code(&v), field(&v)),
+        (Some("BAD_USER_INPUT"), Some("query")),
+        "NUL byte: {v}"
+    );
+
+    for (filter, f) in [
+        (json!({ "marketCode": "FR" }), "marketCode"),
+        (json!({ "categorySlug": "astrology" }), "categorySlug"),
+        (json!({ "minRating": 6.0 }), "minRating"),
+        (json!({ "maxHourlyRateMinor": 0 }), "maxHourlyRateMinor"),
+        (json!({ "query": "x".repeat(101) }), "query"),
+    ] {
+        let v = app.gql(SEARCH, json!({ "f": filter })).await;
+        assert_eq!(
+            (code(&v), field(&v)),
+            (Some("BAD_USER_INPUT"), Some(f)),
+            "{v}"
+        );
+    }
+    for n in [0, 101, -1] {
+        let v = app.gql(SEARCH, json!({ "n": n })).await;
+        assert_eq!(
+            (code(&v), field(&v)),
+            (Some("BAD_USER_INPUT"), Some("first"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_sort_and_relevance() {
+    let app = spawn_app().await;
+    let fifty: Vec<i16> = std::iter::repeat_n(5, 40)
+        .chain(std::iter::repeat_n(4, 10))
+        .collect();
+    insert(
+        &app,
+        Spec {
+            rate: 7000,
+            ratings: vec![5],
+            ..spec("One Five")
+        },
+    )
+    .await;
+    insert(
+        &app,
+        Spec {
+            rate: 3000,
+            ratings: fifty,
+            ..spec("Fifty 4.8")
+        },
+    )
+    .await;
+    insert(
+        &app,
+        Spec {
+            rate: 5000,
+            ratings: vec![2, 3],
+            sponsored: true,
+            ..spec("Sponsored Low")
+        },
+    )
+    .await;
+    insert(
+        &app,
+        Spec {
+            rate: 9000,
+            ..spec("Newcomer")
+        },
+    )
+    .await;
+
+    assert_eq!(
+        names(&app, json!({}), "RELEVANCE").await,
+        ["Sponsored Low", "Fifty 4.8", "One Five", "Newcomer"],
+        "sponsored first, then damped rating (one 5-star does not beat fifty 4.8s)"
+    );
+    assert_eq!(
+        names(&app, json!({}), "RATING").await,
+        ["Fifty 4.8", "One Five", "Newcomer", "Sponsored Low"]
+    );
+    assert_eq!(
+        names(&app, json!({}), "PRICE_LOW").await,
+        ["Fifty 4.8", "Sponsored Low", "One Five", "Newcomer"]
+    );
+    assert_eq!(
+        names(&app, json!({}), "PRICE_HIGH").await,
+        ["Newcomer", "One Five", "Sponsored Low", "Fifty 4.8"]
+    );
+    assert_eq!(
+        names(&app, json!({}), "NEWEST").await,
+        ["Newcomer", "Sponsored Low", "Fifty 4.8", "One Five"]
+    );
+    // The default sort is RELEVANCE.
+    let v = app
+        .gql(
+            "{ searchCoaches { nodes { displayName isSponsored } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["searchCoaches"]["nodes"][0]["displayName"],
+        "Sponsored Low"
+    );
+    assert_eq!(v["data"]["searchCoaches"]["nodes"][0]["isSponsored"], true);
+    assert_eq!(v["data"]["searchCoaches"]["nodes"][1]["isSponsored"], false);
+}
+
+#[tokio::test]
+async fn cursor_paging_neither_skips_nor_repeats_while_data_changes() {
+    let app = spawn_app().await;
+    // Ties on every sort key but the id, to exercise the tie-break.
+    for (i, name) in ["A", "B", "C", "D", "E", "F", "G"].iter().enumerate() {
+        let ratings = if i % 2 == 0 { vec![5, 4] } else { vec![] };
+        insert(
+            &app,
+            Spec {
+                rate: 1000 * (1 + (i as i64 % 3)),
+                ratings,
+                sponsored: i == 3,
+                ..spec(name)
+            },
+        )
+        .await;
+    }
+    for sort in ["RELEVANCE", "RATING", "PRICE_LOW", "PRICE_HIGH", "NEWEST"] {
+        let expected = names(&app, json!({}), sort).await;
+        let mut seen: Vec<String> = Vec::new();
+        let mut after: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let v = app
+                .gql(SEARCH, json!({ "s": sort, "n": 2, "a": after }))
+                .await;
+            let conn = &v["data"]["searchCoaches"];
+            assert!(conn["totalCount"].as_u64().unwrap() >= 7, "{v}");
+            for n in conn["nodes"].as_array().unwrap() {
+                seen.push(n["displayName"].as_str().unwrap().to_string());
+            }
+            pages += 1;
+            // Data changes between pages: a new coach appears that sorts
+            // anywhere, and must not disturb the listing of the others.
+            insert(
+                &app,
+                Spec {
+                    rate: 1000 + pages * 500,
+                    ratings: vec![4],
+                    ..spec("Late")
+                },
+            )
+            .await;
+            if !conn["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+                break;
+            }
+            after = Some(conn["pageInfo"]["endCursor"].as_str().unwrap().to_string());
+        }
+        let originals: Vec<&String> = seen.iter().filter(|n| n.as_str() != "Late").collect();
+        let want: Vec<&String> = expected.iter().filter(|n| n.as_str() != "Late").collect();
+        assert_eq!(originals, want, "{sort}: no skip, no repeat");
+    }
+
+    // A cursor belongs to its sort.
+    let v = app.gql(SEARCH, json!({ "s": "PRICE_LOW", "n": 1 })).await;
+    let cursor = v["data"]["searchCoaches"]["pageInfo"]["endCursor"]
+        .as_str()
+        .unwrap();
+    for other in ["PRICE_HIGH", "RATING", "RELEVANCE", "NEWEST"] {
+        let v = app.gql(SEARCH, json!({ "s": other, "a": cursor })).await;
+        assert_eq!(
+            (code(&v), field(&v)),
+            (Some("BAD_USER_INPUT"), Some("after")),
+            "{other}"
+        );
+    }
+    let v = app.gql(SEARCH, json!({ "a": "bm9wZQ" })).await;
+    assert_eq!(code(&v), Some("BAD_USER_INPUT"));
+}
+
+const FULL_PAGE: &str = "query($n: Int) { searchCoaches(first: $n) {
+    totalCount pageInfo { hasNextPage endCursor }
+    edges { cursor node {
+        id displayName headline bio hourlyRate { amountMinor currency } sessionDurations timezone
+        status isSponsored ratingAverage ratingCount payoutsEnabled
+        market { code currency } categories { slug name }
+        packages { name sessionCount price { amountMinor currency } }
+        availability { weekday startTime endTime }
+        reviews(first: 3) { totalCount nodes { rating comment authorName createdAt } }
+    } } } }";
+
+#[tokio::test]
+async fn a_page_of_50_runs_as_few_statements_as_a_page_of_5() {
+    let app = spawn_app().await;
+    let report = maestro_hub::seed::seed_demo(&app.state.db, &app.state.reference, 60, 5, 7)
+        .await
+        .unwrap();
+    assert!(report.reviews > 100);
+    let mut counts = Vec::new();
+    for n in [5, 50] {
+        let before = app.statements();
+        let v = app.gql(FULL_PAGE, json!({ "n": n })).await;
+        let used = app.statements() - before;
+        assert!(v["errors"].is_null(), "{v}");
+        let edges = v["data"]["searchCoaches"]["edges"].as_array().unwrap();
+        assert_eq!(edges.len(), n);
+        let reviews: usize = edges
+            .iter()
+            .map(|e| e["node"]["reviews"]["nodes"].as_array().unwrap().len())
+            .sum();
+        assert!(reviews > 0, "reviews were really loaded");
+        assert!(
+            edges
+                .iter()
+                .all(|e| !e["node"]["categories"].as_array().unwrap().is_empty())
+        );
+        counts.push(used);
+    }
+    assert_eq!(
+        counts[0], counts[1],
+        "statements for 5 vs 50 coaches: {counts:?}"
+    );
+    assert!(counts[1] <= 6, "at most 6 statements, ran {}", counts[1]);
+}

@@ -14,7 +14,9 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::domain::auth::Auth;
+use crate::domain::payment::{DevPaymentProvider, PaymentProvider};
 use crate::domain::reference::ReferenceData;
+use crate::events::{EventBus, InProcessBus};
 use crate::metrics::Metrics;
 use crate::ratelimit::{InMemoryRateLimiter, RateLimiter};
 
@@ -30,6 +32,8 @@ pub struct AppState {
     /// Every SQL statement run through `db` (fed by SeaORM's metric
     /// callback): lets tests and benchmarks prove there is no N+1.
     pub statements: Arc<AtomicU64>,
+    pub payments: Arc<dyn PaymentProvider>,
+    pub events: Arc<dyn EventBus>,
 }
 
 pub struct App {
@@ -51,6 +55,20 @@ pub async fn connect_and_migrate(settings: &Settings) -> Result<DatabaseConnecti
     Ok(db)
 }
 
+/// The payment provider for these settings: the development provider when
+/// no Stripe key is set (configuration refuses that in production). The
+/// Stripe provider is not part of this build yet, so a Stripe key is refused
+/// rather than silently ignored.
+fn payment_provider(settings: &Settings) -> Result<Arc<dyn PaymentProvider>, StartError> {
+    if settings.stripe_secret_key.is_some() {
+        return Err(StartError::Other(
+            "STRIPE_SECRET_KEY is set, but this build has only the development payment provider"
+                .into(),
+        ));
+    }
+    Ok(Arc::new(DevPaymentProvider::new(&settings.public_base_url)))
+}
+
 /// Builds state and router on an already migrated database.
 pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App, StartError> {
     let statements = Arc::new(AtomicU64::new(0));
@@ -68,6 +86,7 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
         settings.rate_limit_login_per_minute,
         settings.rate_limit_register_per_hour,
     ));
+    let payments = payment_provider(&settings)?;
     let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Other(e.to_string()))?);
     let state = AppState {
         settings: Arc::new(settings),
@@ -77,6 +96,8 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
         limiter,
         metrics,
         statements,
+        payments,
+        events: Arc::new(InProcessBus::new()),
     };
     let schema = crate::graphql::build_schema(state.clone());
     let router = crate::http::router::router(state.clone(), schema);

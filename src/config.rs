@@ -101,6 +101,16 @@ pub struct SettingsArgs {
         global = true
     )]
     pub database_max_connections: u32,
+    /// Unset outside production: the development payment provider is used.
+    #[arg(long, env = "STRIPE_SECRET_KEY", hide_env_values = true, global = true)]
+    pub stripe_secret_key: Option<String>,
+    #[arg(
+        long,
+        env = "STRIPE_WEBHOOK_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub stripe_webhook_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +145,8 @@ pub struct Settings {
     pub rate_limit_register_per_hour: u32,
     pub request_timeout: Duration,
     pub database_max_connections: u32,
+    pub stripe_secret_key: Option<Secret>,
+    pub stripe_webhook_secret: Option<Secret>,
 }
 
 /// A secret value whose `Debug` never prints it.
@@ -344,6 +356,20 @@ impl Settings {
             return Err(ConfigError("PUBLIC_BASE_URL must be an http(s) URL".into()));
         }
 
+        let secret = |v: Option<String>| {
+            v.map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .map(|s| Secret(s.into_bytes()))
+        };
+        let stripe_secret_key = secret(args.stripe_secret_key);
+        let stripe_webhook_secret = secret(args.stripe_webhook_secret);
+        if production && (stripe_secret_key.is_none() || stripe_webhook_secret.is_none()) {
+            problems.push(
+                "STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET are required in production \
+                 (the development payment provider is refused)"
+                    .into(),
+            );
+        }
         if !problems.is_empty() {
             return Err(ConfigError(problems.join("; ")));
         }
@@ -365,6 +391,8 @@ impl Settings {
             rate_limit_register_per_hour: args.rate_limit_register_per_hour,
             request_timeout: Duration::from_secs(args.request_timeout_seconds),
             database_max_connections: args.database_max_connections,
+            stripe_secret_key,
+            stripe_webhook_secret,
         })
     }
 

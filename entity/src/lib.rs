@@ -3,11 +3,16 @@
 
 pub mod audit_log;
 pub mod availability_rules;
+pub mod bookings;
 pub mod categories;
 pub mod coach_categories;
 pub mod coach_profiles;
+pub mod holds;
 pub mod markets;
 pub mod packages;
+pub mod payments;
+pub mod refunds;
+pub mod reservations;
 pub mod reviews;
 pub mod sessions;
 pub mod sponsorship_plans;

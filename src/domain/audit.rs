@@ -21,6 +21,13 @@ pub mod action {
     pub const COACH_APPROVED: &str = "coach.approved";
     pub const COACH_REJECTED: &str = "coach.rejected";
     pub const USER_SUSPENDED: &str = "user.suspended";
+    pub const BOOKING_CREATED: &str = "booking.created";
+    pub const BOOKING_CONFIRMED: &str = "booking.confirmed";
+    pub const BOOKING_CANCELLED: &str = "booking.cancelled";
+    pub const BOOKING_COMPLETED: &str = "booking.completed";
+    pub const BOOKING_NO_SHOW: &str = "booking.no_show";
+    pub const PAYMENT_SUCCEEDED: &str = "payment.succeeded";
+    pub const REFUND_CREATED: &str = "refund.created";
 }
 
 /// One audit entry to write.

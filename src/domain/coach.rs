@@ -640,18 +640,6 @@ pub async fn refresh_rating<C: ConnectionTrait>(db: &C, coach_id: &str) -> AppRe
     Ok(())
 }
 
-/// Time already taken on a coach's calendar (live holds and bookings) that
-/// overlaps `[from, to)`. Reservations arrive with bookings; until then a
-/// coach's calendar has nothing on it.
-pub async fn busy_intervals<C: ConnectionTrait>(
-    _db: &C,
-    _coach_id: &str,
-    _from: DateTime<Utc>,
-    _to: DateTime<Utc>,
-) -> AppResult<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
-    Ok(Vec::new())
-}
-
 /// The slots of `availableSlots`: validated range and duration, the
 /// coach's rules in the coach's zone, minus busy time.
 pub async fn open_slots<C: ConnectionTrait>(
@@ -672,7 +660,8 @@ pub async fn open_slots<C: ConnectionTrait>(
     let tz = parse_timezone(&profile.timezone)?;
     let rules = load_rules(db, &profile.id).await?;
     let margin = chrono::Duration::minutes(i64::from(duration));
-    let busy = busy_intervals(db, &profile.id, from - margin, to + margin).await?;
+    let busy =
+        crate::domain::booking::busy_intervals(db, &profile.id, from - margin, to + margin).await?;
     Ok(availability::available_slots(&availability::SlotQuery {
         rules: &rules,
         tz,

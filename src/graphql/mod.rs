@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod booking;
 pub mod coach;
 pub mod context;
 pub mod guards;

@@ -1,22 +1,31 @@
 //! Assembles the roots and applies the query limits of `api.md`.
 
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 use crate::app::AppState;
 use crate::graphql::admin::{AdminMutation, AdminQuery};
 use crate::graphql::auth::{AuthMutation, AuthQuery};
+use crate::graphql::booking::{BookingMutation, BookingQuery, BookingSubscription};
 use crate::graphql::coach::{CoachMutation, CoachQuery};
 use crate::graphql::reference::ReferenceQuery;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(AuthQuery, ReferenceQuery, CoachQuery, AdminQuery);
+pub struct QueryRoot(
+    AuthQuery,
+    ReferenceQuery,
+    CoachQuery,
+    BookingQuery,
+    AdminQuery,
+);
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(AuthMutation, CoachMutation, AdminMutation);
+pub struct MutationRoot(AuthMutation, CoachMutation, BookingMutation, AdminMutation);
 
-pub type SubscriptionRoot = EmptySubscription;
+#[derive(MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
+pub struct SubscriptionRoot(BookingSubscription);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
@@ -29,7 +38,7 @@ fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, Subscripti
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot::default(),
     )
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)

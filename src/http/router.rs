@@ -5,7 +5,7 @@ use axum::routing::{get, post};
 
 use crate::app::AppState;
 use crate::graphql::AppSchema;
-use crate::http::{graphql, health, middleware, playground};
+use crate::http::{dev_checkout, graphql, health, middleware, playground, ws};
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
@@ -29,10 +29,13 @@ pub fn router(state: AppState, schema: AppSchema) -> Router {
 
     let mut api = Router::new()
         .route("/graphql", post(graphql::graphql))
-        .route_service(
-            "/graphql/ws",
-            async_graphql_axum::GraphQLSubscription::new(schema),
+        .route("/graphql/ws", get(ws::graphql_ws));
+    if state.payments.name() == "dev" {
+        api = api.route(
+            "/dev/checkout/{payment_id}",
+            get(dev_checkout::page).post(dev_checkout::pay),
         );
+    }
     if settings.playground_enabled {
         api = api
             .route("/playground", get(playground::page))

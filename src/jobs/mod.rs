@@ -11,7 +11,26 @@ use tokio::task::JoinHandle;
 use crate::app::AppState;
 
 pub fn spawn(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-    vec![tokio::spawn(housekeeping(state, stop))]
+    vec![
+        tokio::spawn(housekeeping(state.clone(), stop.clone())),
+        tokio::spawn(bookings(state, stop)),
+    ]
+}
+
+/// Marks lapsed holds and unpaid bookings, completes sessions nobody
+/// reported on, and retries refunds the provider has not confirmed. The
+/// clock frees time at once; this only brings the records in line.
+async fn bookings(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(err) = crate::domain::booking::sweep(&state).await {
+            tracing::warn!(error = ?err, "booking sweep failed; will retry");
+        }
+    }
 }
 
 /// Forgets idle rate-limit keys and deletes refresh tokens that expired

@@ -12,6 +12,8 @@ fn production() -> SettingsArgs {
     a.app_env = "production".into();
     a.jwt_secret = Some(random_secret());
     a.cors_allowed_origins = "https://app.maestrohub.example".into();
+    a.stripe_secret_key = Some("sk_live_placeholder_for_config_checks".into());
+    a.stripe_webhook_secret = Some("whsec_placeholder_for_config_checks".into());
     a
 }
 
@@ -54,6 +56,13 @@ fn every_production_refusal() {
     let mut a = production();
     a.jwt_secret = Some("a".repeat(64));
     assert!(refusal(a).contains("JWT_SECRET"), "repetitive");
+
+    let mut a = production();
+    a.stripe_secret_key = None;
+    assert!(
+        refusal(a).contains("STRIPE_SECRET_KEY"),
+        "the development payment provider is refused"
+    );
 
     let mut a = production();
     a.database_url = "sqlite://maestro-hub.db?mode=rwc".into();

@@ -57,6 +57,8 @@ pub fn default_args(database_url: &str) -> SettingsArgs {
         rate_limit_register_per_hour: 20,
         request_timeout_seconds: 30,
         database_max_connections: 10,
+        stripe_secret_key: None,
+        stripe_webhook_secret: None,
     }
 }
 

@@ -1,0 +1,25 @@
+use sea_orm::entity::prelude::*;
+
+/// A refund decided in the same transaction as its cause and executed
+/// through the payment provider afterwards (retried until it succeeds); its
+/// id is the provider's idempotency key, so a retry never refunds twice.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "refunds")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub payment_id: String,
+    pub amount_minor: i64,
+    /// `PENDING`, `SUCCEEDED`, `FAILED`.
+    pub status: String,
+    pub reason: String,
+    pub provider_ref: Option<String>,
+    pub attempts: i32,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,387 @@
+//! Holds, bookings and their live updates: thin resolvers over
+//! `domain::booking`.
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, Enum, ID, Object, Result, Subscription};
+use chrono::Utc;
+use futures_util::Stream;
+use sea_orm::EntityTrait;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::domain::booking::{self as domain, BookingStatus as DomainStatus};
+use crate::domain::types::Role as DomainRole;
+use crate::error::AppError;
+use crate::graphql::CtxExt;
+use crate::graphql::coach::{Coach, TotalCount};
+use crate::graphql::guards::RoleGuard;
+use crate::graphql::scalars::DateTime;
+use crate::graphql::types::{Money, User};
+use entity::{bookings, holds, payments};
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum BookingStatus {
+    PendingPayment,
+    Confirmed,
+    Completed,
+    Cancelled,
+    NoShowConsumer,
+    NoShowCoach,
+}
+
+impl From<BookingStatus> for DomainStatus {
+    fn from(s: BookingStatus) -> Self {
+        match s {
+            BookingStatus::PendingPayment => DomainStatus::PendingPayment,
+            BookingStatus::Confirmed => DomainStatus::Confirmed,
+            BookingStatus::Completed => DomainStatus::Completed,
+            BookingStatus::Cancelled => DomainStatus::Cancelled,
+            BookingStatus::NoShowConsumer => DomainStatus::NoShowConsumer,
+            BookingStatus::NoShowCoach => DomainStatus::NoShowCoach,
+        }
+    }
+}
+
+impl From<DomainStatus> for BookingStatus {
+    fn from(s: DomainStatus) -> Self {
+        match s {
+            DomainStatus::PendingPayment => BookingStatus::PendingPayment,
+            DomainStatus::Confirmed => BookingStatus::Confirmed,
+            DomainStatus::Completed => BookingStatus::Completed,
+            DomainStatus::Cancelled => BookingStatus::Cancelled,
+            DomainStatus::NoShowConsumer => BookingStatus::NoShowConsumer,
+            DomainStatus::NoShowCoach => BookingStatus::NoShowCoach,
+        }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum HoldStatus {
+    Active,
+    Converted,
+    Released,
+    Expired,
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PaymentStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    Refunded,
+    PartiallyRefunded,
+}
+
+fn money(amount_minor: i64, currency: &str) -> Money {
+    Money {
+        amount_minor,
+        currency: currency.to_string(),
+    }
+}
+
+async fn coach_of(ctx: &Context<'_>, coach_id: &str) -> Result<Coach> {
+    let state = ctx.state()?;
+    Ok(Coach(crate::domain::coach::get(&state.db, coach_id).await?))
+}
+
+pub struct Hold(pub holds::Model);
+
+#[Object]
+impl Hold {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn coach(&self, ctx: &Context<'_>) -> Result<Coach> {
+        coach_of(ctx, &self.0.coach_id).await
+    }
+    async fn start_at(&self) -> DateTime {
+        self.0.start_at.into()
+    }
+    async fn end_at(&self) -> DateTime {
+        self.0.end_at.into()
+    }
+    async fn expires_at(&self) -> DateTime {
+        self.0.expires_at.into()
+    }
+    /// An ACTIVE hold past its expiry reads EXPIRED at once.
+    async fn status(&self) -> HoldStatus {
+        match domain::hold_status(&self.0, Utc::now()) {
+            "ACTIVE" => HoldStatus::Active,
+            "CONVERTED" => HoldStatus::Converted,
+            "RELEASED" => HoldStatus::Released,
+            _ => HoldStatus::Expired,
+        }
+    }
+}
+
+pub struct Payment(pub payments::Model);
+
+#[Object]
+impl Payment {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn status(&self) -> PaymentStatus {
+        match self.0.status.as_str() {
+            "SUCCEEDED" => PaymentStatus::Succeeded,
+            "FAILED" => PaymentStatus::Failed,
+            "REFUNDED" => PaymentStatus::Refunded,
+            "PARTIALLY_REFUNDED" => PaymentStatus::PartiallyRefunded,
+            _ => PaymentStatus::Pending,
+        }
+    }
+    async fn amount(&self) -> Money {
+        money(self.0.amount_minor, &self.0.currency)
+    }
+    /// Where the client sends the consumer to pay (while pending).
+    async fn checkout_url(&self) -> Option<&str> {
+        (self.0.status == "PENDING")
+            .then_some(self.0.checkout_url.as_deref())
+            .flatten()
+    }
+    async fn refunded_amount(&self) -> Money {
+        money(self.0.refunded_minor, &self.0.currency)
+    }
+}
+
+pub struct Booking(pub bookings::Model);
+
+#[Object]
+impl Booking {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn coach(&self, ctx: &Context<'_>) -> Result<Coach> {
+        coach_of(ctx, &self.0.coach_id).await
+    }
+    /// The consumer; their email is shown to the booking's participants.
+    async fn consumer(&self, ctx: &Context<'_>) -> Result<User> {
+        let state = ctx.state()?;
+        let model = entity::users::Entity::find_by_id(self.0.consumer_id.clone())
+            .one(&state.db)
+            .await
+            .map_err(AppError::from)?
+            .ok_or_else(|| AppError::internal("booking consumer missing"))?;
+        // Only participants and admins ever resolve a booking.
+        Ok(User {
+            model,
+            is_viewer: true,
+        })
+    }
+    async fn start_at(&self) -> DateTime {
+        self.0.start_at.into()
+    }
+    async fn end_at(&self) -> DateTime {
+        self.0.end_at.into()
+    }
+    async fn status(&self) -> BookingStatus {
+        DomainStatus::parse(&self.0.status).map_or(BookingStatus::PendingPayment, Into::into)
+    }
+    async fn price(&self) -> Money {
+        money(self.0.price_minor, &self.0.currency)
+    }
+    async fn platform_fee(&self) -> Money {
+        money(self.0.platform_fee_minor, &self.0.currency)
+    }
+    async fn coach_payout(&self) -> Money {
+        money(self.0.coach_payout_minor, &self.0.currency)
+    }
+    /// Set once the booking is confirmed.
+    async fn meeting_url(&self) -> Option<&str> {
+        self.0.meeting_url.as_deref()
+    }
+    async fn payment(&self, ctx: &Context<'_>) -> Result<Option<Payment>> {
+        use sea_orm::{ColumnTrait, QueryFilter};
+        let state = ctx.state()?;
+        Ok(payments::Entity::find()
+            .filter(payments::Column::BookingId.eq(self.0.id.clone()))
+            .one(&state.db)
+            .await
+            .map_err(AppError::from)?
+            .map(Payment))
+    }
+    async fn cancellation_reason(&self) -> Option<&str> {
+        self.0.cancellation_reason.as_deref()
+    }
+    async fn refunded_amount(&self) -> Money {
+        money(self.0.refunded_minor, &self.0.currency)
+    }
+    async fn payment_deadline(&self) -> DateTime {
+        self.0.payment_deadline.into()
+    }
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
+    }
+    async fn updated_at(&self) -> DateTime {
+        self.0.updated_at.into()
+    }
+}
+
+pub type BookingConnection = Connection<String, Booking, TotalCount>;
+
+#[derive(Default)]
+pub struct BookingQuery;
+
+#[Object]
+impl BookingQuery {
+    /// The caller's bookings, as consumer or coach, newest start first.
+    #[graphql(guard = "RoleGuard::SignedIn")]
+    async fn my_bookings(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<BookingStatus>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<BookingConnection> {
+        let state = ctx.state()?;
+        let page = domain::my_bookings(
+            &state.db,
+            ctx.current_user()?,
+            status.map(Into::into),
+            first,
+            after.as_deref(),
+        )
+        .await?;
+        let mut conn = BookingConnection::with_additional_fields(
+            after.is_some(),
+            page.has_next,
+            TotalCount {
+                total_count: page.total_count,
+            },
+        );
+        for (b, c) in page.items.into_iter().zip(page.cursors) {
+            conn.edges.push(Edge::new(c, Booking(b)));
+        }
+        Ok(conn)
+    }
+
+    /// Participants and admins; anyone else gets NOT_FOUND.
+    #[graphql(guard = "RoleGuard::SignedIn")]
+    async fn booking(&self, ctx: &Context<'_>, id: ID) -> Result<Booking> {
+        let state = ctx.state()?;
+        Ok(Booking(
+            domain::get_for(&state.db, ctx.current_user()?, &id).await?,
+        ))
+    }
+}
+
+#[derive(Default)]
+pub struct BookingMutation;
+
+#[Object]
+impl BookingMutation {
+    #[graphql(guard = "RoleGuard::Only(DomainRole::Consumer)")]
+    async fn create_hold(
+        &self,
+        ctx: &Context<'_>,
+        coach_id: ID,
+        start_at: DateTime,
+        duration_minutes: i32,
+    ) -> Result<Hold> {
+        let state = ctx.state()?;
+        Ok(Hold(
+            domain::create_hold(
+                state,
+                ctx.current_user()?,
+                &coach_id,
+                start_at.0,
+                duration_minutes,
+            )
+            .await?,
+        ))
+    }
+
+    #[graphql(guard = "RoleGuard::SignedIn")]
+    async fn release_hold(&self, ctx: &Context<'_>, hold_id: ID) -> Result<bool> {
+        let state = ctx.state()?;
+        domain::release_hold(&state.db, ctx.current_user()?, &hold_id).await?;
+        Ok(true)
+    }
+
+    #[graphql(guard = "RoleGuard::SignedIn")]
+    async fn book_hold(
+        &self,
+        ctx: &Context<'_>,
+        hold_id: ID,
+        package_purchase_id: Option<ID>,
+    ) -> Result<Booking> {
+        let state = ctx.state()?;
+        let (booking, _) = domain::book_hold(
+            state,
+            ctx.current_user()?,
+            &hold_id,
+            package_purchase_id.as_ref().map(|i| i.as_str()),
+        )
+        .await?;
+        Ok(Booking(booking))
+    }
+
+    #[graphql(guard = "RoleGuard::SignedIn")]
+    async fn cancel_booking(
+        &self,
+        ctx: &Context<'_>,
+        booking_id: ID,
+        reason: String,
+    ) -> Result<Booking> {
+        let state = ctx.state()?;
+        Ok(Booking(
+            domain::cancel(state, ctx.current_user()?, &booking_id, &reason).await?,
+        ))
+    }
+
+    #[graphql(guard = "RoleGuard::Only(DomainRole::Coach)")]
+    async fn complete_booking(&self, ctx: &Context<'_>, booking_id: ID) -> Result<Booking> {
+        let state = ctx.state()?;
+        Ok(Booking(
+            domain::complete(state, ctx.current_user()?, &booking_id).await?,
+        ))
+    }
+
+    #[graphql(guard = "RoleGuard::SignedIn")]
+    async fn report_no_show(&self, ctx: &Context<'_>, booking_id: ID) -> Result<Booking> {
+        let state = ctx.state()?;
+        Ok(Booking(
+            domain::report_no_show(state, ctx.current_user()?, &booking_id).await?,
+        ))
+    }
+}
+
+#[derive(Default)]
+pub struct BookingSubscription;
+
+#[Subscription]
+impl BookingSubscription {
+    /// Without `bookingId`: every change of any of the caller's bookings,
+    /// creation included. With it: that booking's changes.
+    async fn booking_updated(
+        &self,
+        ctx: &Context<'_>,
+        booking_id: Option<ID>,
+    ) -> Result<impl Stream<Item = Booking> + use<>> {
+        let state = ctx.state()?;
+        let user = ctx.current_user()?.clone();
+        if let Some(id) = &booking_id {
+            domain::get_for(&state.db, &user, id).await?;
+        }
+        let rx = state.events.subscribe();
+        let only = booking_id.map(|i| i.0);
+        Ok(futures_util::stream::unfold(rx, move |mut rx| {
+            let user = user.clone();
+            let only = only.clone();
+            async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(event) => {
+                            let wanted = only.as_deref().is_none_or(|id| event.booking.id == id);
+                            if wanted && event.is_participant(&user.id) {
+                                return Some((Booking(event.booking), rx));
+                            }
+                        }
+                        // Fell behind: skip ahead; the next event carries the latest state.
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            }
+        }))
+    }
+}

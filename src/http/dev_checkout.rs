@@ -1,0 +1,87 @@
+//! The development payment provider's checkout page: a plain form whose
+//! button completes the payment. Mounted only with the development provider
+//! (never in production).
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::domain::booking;
+use crate::error::AppError;
+use entity::payments;
+use sea_orm::EntityTrait;
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // The form posts to this page itself and nothing else runs.
+            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; form-action 'self'; frame-ancestors 'none'"),
+        ],
+        format!("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Maestro Hub test checkout</title></head><body>{body}</body></html>"),
+    )
+        .into_response()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub async fn page(State(state): State<AppState>, Path(payment_id): Path<String>) -> Response {
+    let payment = match payments::Entity::find_by_id(payment_id.clone())
+        .one(&state.db)
+        .await
+    {
+        Ok(Some(p)) => p,
+        _ => return html(StatusCode::NOT_FOUND, "<h1>No such payment</h1>".into()),
+    };
+    let amount = format!(
+        "{}.{:02} {}",
+        payment.amount_minor / 100,
+        payment.amount_minor % 100,
+        escape(&payment.currency)
+    );
+    if payment.status != "PENDING" {
+        return html(
+            StatusCode::OK,
+            format!(
+                "<h1>Payment {}</h1><p>{amount}</p>",
+                escape(&payment.status.to_lowercase())
+            ),
+        );
+    }
+    html(
+        StatusCode::OK,
+        format!(
+            "<h1>Test checkout</h1><p>Development payment provider: no money moves.</p>\
+             <p>Amount: <strong>{amount}</strong></p>\
+             <form method=\"post\" action=\"/dev/checkout/{id}\"><button type=\"submit\">Pay</button></form>",
+            id = escape(&payment.id)
+        ),
+    )
+}
+
+pub async fn pay(State(state): State<AppState>, Path(payment_id): Path<String>) -> Response {
+    match booking::complete_payment(&state, &payment_id).await {
+        Ok(true) => html(
+            StatusCode::OK,
+            "<h1>Paid</h1><p>You can return to the app.</p>".into(),
+        ),
+        Ok(false) => html(StatusCode::OK, "<h1>Already processed</h1>".into()),
+        Err(AppError::NotFound(_)) => {
+            html(StatusCode::NOT_FOUND, "<h1>No such payment</h1>".into())
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, "dev checkout failed");
+            html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "<h1>Something went wrong</h1>".into(),
+            )
+        }
+    }
+}

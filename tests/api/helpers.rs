@@ -229,6 +229,12 @@ pub fn field(v: &Value) -> Option<&str> {
     v["errors"][0]["extensions"]["field"].as_str()
 }
 
+/// `input` with one key replaced.
+pub fn with_key(mut input: Value, key: &str, value: Value) -> Value {
+    input[key] = value;
+    input
+}
+
 /// A profile input that passes every rule; tests change one field at a time.
 pub fn profile_input(timezone: &str) -> Value {
     json!({

@@ -5,6 +5,7 @@
 // Test helpers panic on purpose: a failed setup is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod auth;
+mod bookings;
 mod cli;
 mod coaches;
 mod config;

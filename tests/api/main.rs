@@ -12,6 +12,7 @@ mod config;
 mod helpers;
 mod http;
 mod limits;
+mod live;
 mod search;
 mod shutdown;
 mod tokens;

@@ -198,16 +198,32 @@ async fn clear_lapsed<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Serialises one consumer's hold creation on PostgreSQL (SQLite's
-/// `BEGIN IMMEDIATE` already serialises every writer).
-async fn lock_user<C: ConnectionTrait>(db: &C, user_id: &str) -> AppResult<()> {
+/// Serialises, on PostgreSQL, the hold creations of one consumer (for the
+/// 3-hold cap) and then of one coach. The exclusion constraint alone would
+/// still refuse overlaps, but concurrent inserters of overlapping rows can
+/// deadlock on each other's uncommitted rows and wait for the deadlock
+/// detector; taking the coach's row lock first makes them queue instead.
+/// The order (user, then coach) is the same everywhere, so these locks
+/// cannot deadlock. SQLite's `BEGIN IMMEDIATE` already serialises writers.
+async fn lock_for_hold<C: ConnectionTrait>(db: &C, user_id: &str, coach_id: &str) -> AppResult<()> {
     if db.get_database_backend() == DatabaseBackend::Postgres {
-        db.execute_raw(Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            "SELECT id FROM users WHERE id = $1 FOR UPDATE",
-            [user_id.into()],
-        ))
-        .await?;
+        for (sql, id) in [
+            (
+                "SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE",
+                user_id,
+            ),
+            (
+                "SELECT id FROM coach_profiles WHERE id = $1 FOR NO KEY UPDATE",
+                coach_id,
+            ),
+        ] {
+            db.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                sql,
+                [id.into()],
+            ))
+            .await?;
+        }
     }
     Ok(())
 }
@@ -268,7 +284,7 @@ pub async fn create_hold(
         now + Duration::from_std(state.settings.hold_ttl).unwrap_or(Duration::minutes(10));
 
     let txn = crate::db::begin(db).await?;
-    lock_user(&txn, &user.id).await?;
+    lock_for_hold(&txn, &user.id, &profile.id).await?;
     let active = holds::Entity::find()
         .filter(holds::Column::ConsumerId.eq(user.id.clone()))
         .filter(holds::Column::Status.eq("ACTIVE"))

@@ -11,26 +11,37 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use crate::bookings::{BOOK, at, consumer, hold, open_coach};
 use crate::helpers::{TestApp, spawn_app};
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn open(app: &TestApp, init: Value) -> Ws {
     let mut req = format!("ws://{}/graphql/ws", app.base.trim_start_matches("http://"))
         .into_client_request()
         .unwrap();
-    req.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().unwrap());
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
     let (mut ws, res) = tokio_tungstenite::connect_async(req).await.unwrap();
-    assert_eq!(res.headers()["sec-websocket-protocol"], "graphql-transport-ws");
+    assert_eq!(
+        res.headers()["sec-websocket-protocol"],
+        "graphql-transport-ws"
+    );
     ws.send(Message::text(init.to_string())).await.unwrap();
     ws
 }
 
 async fn subscribe(app: &TestApp, token: &str, query: &str) -> Ws {
     let mut ws = open(app, json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } })).await;
-    let ack = next_json(&mut ws, Duration::from_secs(5)).await.expect("ack");
-    assert_eq!(ack["type"], "connection_ack");
-    ws.send(Message::text(json!({ "id": "1", "type": "subscribe", "payload": { "query": query } }).to_string()))
+    let ack = next_json(&mut ws, Duration::from_secs(5))
         .await
-        .unwrap();
+        .expect("ack");
+    assert_eq!(ack["type"], "connection_ack");
+    ws.send(Message::text(
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": query } }).to_string(),
+    ))
+    .await
+    .unwrap();
     // Let the server start the stream before anything happens.
     tokio::time::sleep(Duration::from_millis(300)).await;
     ws
@@ -50,7 +61,12 @@ async fn statuses(ws: &mut Ws, wait: Duration) -> Vec<String> {
     let mut out = Vec::new();
     while let Some(v) = next_json(ws, wait).await {
         if v["type"] == "next" {
-            out.push(v["payload"]["data"]["bookingUpdated"]["status"].as_str().unwrap_or_default().to_string());
+            out.push(
+                v["payload"]["data"]["bookingUpdated"]["status"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
         }
     }
     out
@@ -79,10 +95,23 @@ async fn participants_see_every_change_and_strangers_nothing() {
     let mut theirs = subscribe(&app, &stranger, q).await;
 
     let h = hold(&app, &parent, &coach, at(3, 9), 60).await;
-    let b = app.gql_as(Some(&parent), BOOK, json!({ "h": h["data"]["createHold"]["id"] })).await;
+    let b = app
+        .gql_as(
+            Some(&parent),
+            BOOK,
+            json!({ "h": h["data"]["createHold"]["id"] }),
+        )
+        .await;
     let id = b["data"]["bookHold"]["id"].as_str().unwrap().to_string();
-    let url = b["data"]["bookHold"]["payment"]["checkoutUrl"].as_str().unwrap().to_string();
-    app.client.post(app.url(&url[url.find("/dev/").unwrap()..])).send().await.unwrap();
+    let url = b["data"]["bookHold"]["payment"]["checkoutUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.client
+        .post(app.url(&url[url.find("/dev/").unwrap()..]))
+        .send()
+        .await
+        .unwrap();
     app.gql_as(
         Some(&parent),
         "mutation($id: ID!) { cancelBooking(bookingId: $id, reason: \"Plans changed\") { status } }",
@@ -93,12 +122,27 @@ async fn participants_see_every_change_and_strangers_nothing() {
     let want = ["PENDING_PAYMENT", "CONFIRMED", "CANCELLED"];
     assert_eq!(statuses(&mut mine, Duration::from_secs(2)).await, want);
     assert_eq!(statuses(&mut coachs, Duration::from_secs(1)).await, want);
-    assert!(statuses(&mut theirs, Duration::from_secs(1)).await.is_empty(), "a stranger sees nothing");
+    assert!(
+        statuses(&mut theirs, Duration::from_secs(1))
+            .await
+            .is_empty(),
+        "a stranger sees nothing"
+    );
 
     // Subscribing to someone else's booking by id is refused.
-    let mut ws = subscribe(&app, &stranger, &format!("subscription {{ bookingUpdated(bookingId: \"{id}\") {{ id }} }}")).await;
-    let v = next_json(&mut ws, Duration::from_secs(2)).await.expect("error message");
-    assert_eq!(v["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND", "{v}");
+    let mut ws = subscribe(
+        &app,
+        &stranger,
+        &format!("subscription {{ bookingUpdated(bookingId: \"{id}\") {{ id }} }}"),
+    )
+    .await;
+    let v = next_json(&mut ws, Duration::from_secs(2))
+        .await
+        .expect("error message");
+    assert_eq!(
+        v["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{v}"
+    );
     assert!(v["payload"]["data"].is_null());
 }
 
@@ -112,6 +156,10 @@ async fn a_bad_or_missing_token_is_closed_with_4401() {
         json!({ "type": "subscribe", "id": "1", "payload": { "query": "subscription { bookingUpdated { id } }" } }),
     ] {
         let mut ws = open(&app, init.clone()).await;
-        assert_eq!(close_code(&mut ws).await, Some(CloseCode::Library(4401)), "{init}");
+        assert_eq!(
+            close_code(&mut ws).await,
+            Some(CloseCode::Library(4401)),
+            "{init}"
+        );
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::domain::auth::Auth;
+use crate::domain::listing::ListingIndex;
 use crate::domain::payment::{DevPaymentProvider, PaymentProvider};
 use crate::domain::reference::ReferenceData;
 use crate::events::{EventBus, InProcessBus};
@@ -34,6 +35,8 @@ pub struct AppState {
     pub statements: Arc<AtomicU64>,
     pub payments: Arc<dyn PaymentProvider>,
     pub events: Arc<dyn EventBus>,
+    /// The search index (a cache of public profiles).
+    pub listings: Arc<ListingIndex>,
 }
 
 pub struct App {
@@ -92,6 +95,7 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
         settings: Arc::new(settings),
         db,
         auth,
+        listings: Arc::new(ListingIndex::new(reference.clone())),
         reference,
         limiter,
         metrics,

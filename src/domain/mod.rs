@@ -7,6 +7,7 @@ pub mod auth;
 pub mod availability;
 pub mod booking;
 pub mod coach;
+pub mod listing;
 pub mod payment;
 pub mod reference;
 pub mod review;

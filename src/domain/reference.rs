@@ -82,6 +82,22 @@ impl ReferenceData {
             .map(|&i| &self.inner.categories[i])
     }
 
+    /// A category's position in [`Self::categories`] (a compact id for indexes).
+    pub fn category_position(&self, slug: &str) -> Option<u16> {
+        self.inner
+            .categories
+            .iter()
+            .position(|c| c.slug == slug)
+            .and_then(|p| u16::try_from(p).ok())
+    }
+
+    pub fn category_position_by_id(&self, id: &str) -> Option<u16> {
+        self.inner
+            .category_by_id
+            .get(id)
+            .and_then(|&p| u16::try_from(p).ok())
+    }
+
     pub fn category_by_slug(&self, slug: &str) -> Option<&categories::Model> {
         self.inner.categories.iter().find(|c| c.slug == slug)
     }

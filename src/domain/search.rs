@@ -8,15 +8,14 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query, SimpleExpr};
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::coach::CoachStatus;
+use crate::domain::listing::{ListingIndex, ListingRow};
 use crate::domain::reference::ReferenceData;
 use crate::error::{AppError, AppResult};
 use entity::coach_profiles::{self, Column as C};
@@ -80,42 +79,6 @@ pub fn like_pattern(text: &str) -> String {
     out
 }
 
-fn sponsored_expr(as_of: DateTime<Utc>) -> SimpleExpr {
-    Expr::case(Expr::col(C::SponsoredUntil).gt(as_of), 1)
-        .finally(0)
-        .into()
-}
-
-/// The sort key expressions, in order, with their direction.
-fn key(sort: Sort, as_of: DateTime<Utc>) -> (Vec<SimpleExpr>, Order) {
-    let col = |c: C| Expr::col((coach_profiles::Entity, c));
-    match sort {
-        Sort::Relevance => (
-            vec![sponsored_expr(as_of), col(C::RatingScore), col(C::Id)],
-            Order::Desc,
-        ),
-        Sort::Rating => (vec![col(C::RatingScore), col(C::Id)], Order::Desc),
-        Sort::PriceLow => (vec![col(C::HourlyRateMinor), col(C::Id)], Order::Asc),
-        Sort::PriceHigh => (vec![col(C::HourlyRateMinor), col(C::Id)], Order::Desc),
-        Sort::Newest => (vec![col(C::Id)], Order::Desc),
-    }
-}
-
-fn key_values(
-    sort: Sort,
-    m: &coach_profiles::Model,
-    as_of: DateTime<Utc>,
-) -> Vec<serde_json::Value> {
-    use serde_json::json;
-    let sponsored = i64::from(m.sponsored_until.is_some_and(|u| u > as_of));
-    match sort {
-        Sort::Relevance => vec![json!(sponsored), json!(m.rating_score), json!(m.id)],
-        Sort::Rating => vec![json!(m.rating_score), json!(m.id)],
-        Sort::PriceLow | Sort::PriceHigh => vec![json!(m.hourly_rate_minor), json!(m.id)],
-        Sort::Newest => vec![json!(m.id)],
-    }
-}
-
 fn encode_cursor(c: &Cursor) -> String {
     B64.encode(serde_json::to_vec(c).unwrap_or_default())
 }
@@ -140,151 +103,218 @@ fn decode_cursor(raw: &str, sort: Sort) -> AppResult<Cursor> {
     Ok(c)
 }
 
-fn cursor_values(c: &Cursor) -> Vec<SimpleExpr> {
-    c.k.iter()
-        .map(|v| match v {
-            serde_json::Value::String(s) => Expr::val(s.clone()),
-            other => Expr::val(other.as_i64().unwrap_or_default()),
-        })
+/// Where a row stands in a listing: the sort key, compared as a tuple.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Key(Vec<i64>, String);
+
+fn key_of(sort: Sort, row: &ListingRow, as_of: i64) -> Key {
+    let sponsored = i64::from(row.sponsored_until_s.is_some_and(|u| u > as_of));
+    let ints = match sort {
+        Sort::Relevance => vec![sponsored, row.rating_score],
+        Sort::Rating => vec![row.rating_score],
+        Sort::PriceLow | Sort::PriceHigh => vec![row.hourly_rate_minor],
+        Sort::Newest => vec![],
+    };
+    Key(ints, row.id.clone())
+}
+
+fn key_json(k: &Key) -> Vec<serde_json::Value> {
+    k.0.iter()
+        .map(|v| serde_json::json!(v))
+        .chain(std::iter::once(serde_json::json!(k.1)))
         .collect()
 }
 
-/// The conditions every listing shares: public profiles only, plus filters.
-fn base_condition(filter: &Filter, reference: &ReferenceData) -> AppResult<Condition> {
-    let mut cond = Condition::all()
-        .add(C::Status.eq(CoachStatus::Approved.as_str()))
-        .add(C::Published.eq(true));
-    if let Some(code) = filter
-        .market_code
-        .as_deref()
-        .filter(|c| !c.trim().is_empty())
-    {
-        match reference.market_by_code(code) {
-            Some(m) => cond = cond.add(C::MarketId.eq(m.id.clone())),
-            None => return Err(AppError::bad_input("marketCode", "unknown market")),
-        }
-    }
-    if let Some(slug) = filter
-        .category_slug
-        .as_deref()
-        .filter(|c| !c.trim().is_empty())
-    {
-        let Some(category) = reference.category_by_slug(slug.trim()) else {
-            return Err(AppError::bad_input("categorySlug", "unknown category"));
-        };
-        cond = cond.add(
-            C::Id.in_subquery(
-                Query::select()
-                    .column(entity::coach_categories::Column::CoachId)
-                    .from(entity::coach_categories::Entity)
-                    .and_where(entity::coach_categories::Column::CategoryId.eq(category.id.clone()))
-                    .to_owned(),
-            ),
-        );
-    }
-    if let Some(q) = filter
-        .query
-        .as_deref()
-        .map(str::trim)
-        .filter(|q| !q.is_empty())
-    {
-        if q.chars().count() > 100 {
-            return Err(AppError::bad_input("query", "at most 100 characters"));
-        }
-        if q.chars().any(char::is_control) {
-            return Err(AppError::bad_input(
-                "query",
-                "must not contain control characters",
-            ));
-        }
-        let pattern = like_pattern(q);
-        let like = |c: C| {
-            Expr::expr(Func::lower(Expr::col((coach_profiles::Entity, c))))
-                .like(LikeExpr::new(pattern.clone()).escape('\\'))
-        };
-        cond = cond.add(
-            Condition::any()
-                .add(like(C::DisplayName))
-                .add(like(C::Headline))
-                .add(like(C::Bio)),
-        );
-    }
-    if let Some(min) = filter.min_rating {
-        if !(0.0..=5.0).contains(&min) || min.is_nan() {
-            return Err(AppError::bad_input("minRating", "minRating is 0 to 5"));
-        }
-        // Integer arithmetic on both databases: sum * 100 >= min * 100 * count.
-        let min_x100 = (min * 100.0).round() as i64;
-        cond = cond.add(C::RatingCount.gt(0)).add(
-            Expr::col(C::RatingSum)
-                .mul(100)
-                .gte(Expr::col(C::RatingCount).mul(min_x100)),
-        );
-    }
-    if let Some(max) = filter.max_hourly_rate_minor {
-        if max <= 0 {
-            return Err(AppError::bad_input(
-                "maxHourlyRateMinor",
-                "must be greater than 0",
-            ));
-        }
-        cond = cond.add(C::HourlyRateMinor.lte(max));
-    }
-    Ok(cond)
+fn key_from_cursor(c: &Cursor) -> Key {
+    let (last, ints) = c.k.split_last().unwrap_or((&serde_json::Value::Null, &[]));
+    Key(
+        ints.iter()
+            .map(|v| v.as_i64().unwrap_or_default())
+            .collect(),
+        last.as_str().unwrap_or_default().to_string(),
+    )
 }
 
-pub async fn search<Db: ConnectionTrait>(
-    db: &Db,
+fn ascending(sort: Sort) -> bool {
+    sort == Sort::PriceLow
+}
+
+/// The public coaches matching `filter`, one page in `sort` order.
+///
+/// Filtering and ordering run over the in-memory [`ListingIndex`] (a
+/// snapshot of public profiles, reloaded after local changes and every few
+/// seconds); the page's rows are then read from the database by id, which
+/// re-checks that each is still public, so a stale snapshot can delay a new
+/// listing by seconds but never show a profile that has left search.
+pub async fn search(
+    db: &DatabaseConnection,
+    index: &ListingIndex,
     reference: &ReferenceData,
     filter: &Filter,
     sort: Sort,
     first: Option<i32>,
     after: Option<&str>,
 ) -> AppResult<Page> {
-    let limit = page_size(first)?;
+    let limit = page_size(first)? as usize;
     let cursor = after.map(|a| decode_cursor(a, sort)).transpose()?;
     let as_of = match &cursor {
         Some(c) => DateTime::from_timestamp_millis(c.t)
             .ok_or(AppError::bad_input("after", "bad cursor"))?,
         None => Utc::now(),
     };
-    let cond = base_condition(filter, reference)?;
-    let (exprs, order) = key(sort, as_of);
-    let mut select = coach_profiles::Entity::find().filter(cond.clone());
-    if let Some(c) = &cursor {
-        let lhs = Expr::tuple(exprs.clone());
-        let rhs = Expr::tuple(cursor_values(c));
-        select = select.filter(match order {
-            Order::Asc => lhs.gt(rhs),
-            _ => lhs.lt(rhs),
-        });
+    let matcher = Matcher::new(filter, reference)?;
+    let snapshot = index.snapshot(db).await?;
+    let as_of_s = as_of.timestamp();
+    let after_key = cursor.as_ref().map(key_from_cursor);
+    let mut total_count = 0u64;
+    let mut candidates: Vec<Key> = Vec::new();
+    for row in snapshot.rows.iter().filter(|r| matcher.matches(r)) {
+        total_count += 1;
+        let k = key_of(sort, row, as_of_s);
+        let beyond = match &after_key {
+            None => true,
+            Some(a) if ascending(sort) => k > *a,
+            Some(a) => k < *a,
+        };
+        if beyond {
+            candidates.push(k);
+        }
     }
-    for e in exprs {
-        select = select.order_by(e, order.clone());
+    let order = |a: &Key, b: &Key| if ascending(sort) { a.cmp(b) } else { b.cmp(a) };
+    // Only the first `limit + 1` need ordering.
+    if candidates.len() > limit + 1 {
+        candidates.select_nth_unstable_by(limit, order);
+        candidates.truncate(limit + 1);
     }
-    let mut rows = select.limit(limit + 1).all(db).await?;
-    let has_next = rows.len() as u64 > limit;
-    rows.truncate(limit as usize);
-    let total_count = coach_profiles::Entity::find()
-        .filter(cond)
-        .count(db)
-        .await?;
-    let cursors = rows
-        .iter()
-        .map(|m| {
-            encode_cursor(&Cursor {
+    candidates.sort_by(order);
+    let has_next = candidates.len() > limit;
+    candidates.truncate(limit);
+
+    let mut by_id: HashMap<String, coach_profiles::Model> = if candidates.is_empty() {
+        HashMap::new()
+    } else {
+        coach_profiles::Entity::find()
+            .filter(C::Id.is_in(candidates.iter().map(|k| k.1.clone())))
+            .filter(C::Status.eq(CoachStatus::Approved.as_str()))
+            .filter(C::Published.eq(true))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|m| (m.id.clone(), m))
+            .collect()
+    };
+    let mut coaches = Vec::with_capacity(candidates.len());
+    let mut cursors = Vec::with_capacity(candidates.len());
+    for k in &candidates {
+        if let Some(m) = by_id.remove(&k.1) {
+            coaches.push(m);
+            cursors.push(encode_cursor(&Cursor {
                 s: sort,
-                k: key_values(sort, m, as_of),
+                k: key_json(k),
                 t: as_of.timestamp_millis(),
-            })
-        })
-        .collect();
+            }));
+        }
+    }
     Ok(Page {
-        coaches: rows,
+        coaches,
         cursors,
         has_next,
         total_count,
     })
+}
+
+/// A validated filter, ready to test rows.
+struct Matcher {
+    market_id: Option<String>,
+    category: Option<u16>,
+    text: Option<String>,
+    min_rating_x100: Option<i64>,
+    max_rate: Option<i64>,
+}
+
+impl Matcher {
+    fn new(filter: &Filter, reference: &ReferenceData) -> AppResult<Self> {
+        let market_id = match filter
+            .market_code
+            .as_deref()
+            .filter(|c| !c.trim().is_empty())
+        {
+            Some(code) => Some(
+                reference
+                    .market_by_code(code)
+                    .ok_or_else(|| AppError::bad_input("marketCode", "unknown market"))?
+                    .id
+                    .clone(),
+            ),
+            None => None,
+        };
+        let category = match filter
+            .category_slug
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+        {
+            Some(slug) => Some(
+                reference
+                    .category_position(slug)
+                    .ok_or_else(|| AppError::bad_input("categorySlug", "unknown category"))?,
+            ),
+            None => None,
+        };
+        let text = match filter
+            .query
+            .as_deref()
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+        {
+            Some(q) if q.chars().count() > 100 => {
+                return Err(AppError::bad_input("query", "at most 100 characters"));
+            }
+            Some(q) if q.chars().any(char::is_control) => {
+                return Err(AppError::bad_input(
+                    "query",
+                    "must not contain control characters",
+                ));
+            }
+            Some(q) => Some(q.to_lowercase()),
+            None => None,
+        };
+        let min_rating_x100 = match filter.min_rating {
+            Some(min) if !(0.0..=5.0).contains(&min) || min.is_nan() => {
+                return Err(AppError::bad_input("minRating", "minRating is 0 to 5"));
+            }
+            Some(min) => Some((min * 100.0).round() as i64),
+            None => None,
+        };
+        if filter.max_hourly_rate_minor.is_some_and(|m| m <= 0) {
+            return Err(AppError::bad_input(
+                "maxHourlyRateMinor",
+                "must be greater than 0",
+            ));
+        }
+        Ok(Matcher {
+            market_id,
+            category,
+            text,
+            min_rating_x100,
+            max_rate: filter.max_hourly_rate_minor,
+        })
+    }
+
+    fn matches(&self, row: &ListingRow) -> bool {
+        self.market_id.as_ref().is_none_or(|m| *m == row.market_id)
+            && self.category.is_none_or(|c| row.categories.contains(&c))
+            && self.max_rate.is_none_or(|m| row.hourly_rate_minor <= m)
+            && self.min_rating_x100.is_none_or(|min| {
+                row.rating_count > 0 && row.rating_sum * 100 >= min * row.rating_count
+            })
+            // Plain substring search: `%`, `_` and quotes are just characters.
+            && self.text.as_ref().is_none_or(|t| {
+                row.display_name.contains(t.as_str())
+                    || row.headline.contains(t.as_str())
+                    || row.bio.contains(t.as_str())
+            })
+    }
 }
 
 #[cfg(test)]

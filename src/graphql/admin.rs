@@ -87,34 +87,34 @@ impl AdminMutation {
     async fn approve_coach(&self, ctx: &Context<'_>, coach_id: ID) -> Result<Coach> {
         let state = ctx.state()?;
         let ip = ctx.request()?.ip_string();
-        Ok(Coach(
-            domain::review(
-                &state.db,
-                ctx.current_user()?,
-                &coach_id,
-                true,
-                None,
-                ip.as_deref(),
-            )
-            .await?,
-        ))
+        let changed = domain::review(
+            &state.db,
+            ctx.current_user()?,
+            &coach_id,
+            true,
+            None,
+            ip.as_deref(),
+        )
+        .await?;
+        state.listings.invalidate();
+        Ok(Coach(changed))
     }
 
     #[graphql(guard = "RoleGuard::Only(DomainRole::Admin)")]
     async fn reject_coach(&self, ctx: &Context<'_>, coach_id: ID, reason: String) -> Result<Coach> {
         let state = ctx.state()?;
         let ip = ctx.request()?.ip_string();
-        Ok(Coach(
-            domain::review(
-                &state.db,
-                ctx.current_user()?,
-                &coach_id,
-                false,
-                Some(&reason),
-                ip.as_deref(),
-            )
-            .await?,
-        ))
+        let changed = domain::review(
+            &state.db,
+            ctx.current_user()?,
+            &coach_id,
+            false,
+            Some(&reason),
+            ip.as_deref(),
+        )
+        .await?;
+        state.listings.invalidate();
+        Ok(Coach(changed))
     }
 
     /// Cuts off every token of the user at once; a coach leaves search.
@@ -122,15 +122,15 @@ impl AdminMutation {
     async fn suspend_user(&self, ctx: &Context<'_>, user_id: ID, reason: String) -> Result<User> {
         let state = ctx.state()?;
         let ip = ctx.request()?.ip_string();
-        Ok(User::other(
-            domain::suspend_user(
-                &state.db,
-                ctx.current_user()?,
-                &user_id,
-                &reason,
-                ip.as_deref(),
-            )
-            .await?,
-        ))
+        let changed = domain::suspend_user(
+            &state.db,
+            ctx.current_user()?,
+            &user_id,
+            &reason,
+            ip.as_deref(),
+        )
+        .await?;
+        state.listings.invalidate();
+        Ok(User::other(changed))
     }
 }

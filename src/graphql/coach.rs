@@ -482,6 +482,7 @@ impl CoachQuery {
         let has_previous = after.is_some();
         let page = search::search(
             &state.db,
+            &state.listings,
             &state.reference,
             &filter,
             sort.unwrap_or_default().into(),
@@ -525,6 +526,7 @@ impl CoachMutation {
             },
         )
         .await?;
+        state.listings.invalidate();
         Ok(Coach(model))
     }
 
@@ -559,8 +561,8 @@ impl CoachMutation {
     #[graphql(guard = "RoleGuard::Only(DomainRole::Coach)")]
     async fn publish_coach_profile(&self, ctx: &Context<'_>, published: bool) -> Result<Coach> {
         let state = ctx.state()?;
-        Ok(Coach(
-            domain::publish(&state.db, ctx.current_user()?, published).await?,
-        ))
+        let coach = domain::publish(&state.db, ctx.current_user()?, published).await?;
+        state.listings.invalidate();
+        Ok(Coach(coach))
     }
 }

@@ -117,6 +117,8 @@ async fn insert(app: &TestApp, s: Spec) -> String {
     maestro_hub::domain::coach::refresh_rating(db, &id)
         .await
         .unwrap();
+    // Written behind the app's back: tell the search index.
+    app.state.listings.invalidate();
     id
 }
 
@@ -198,6 +200,7 @@ async fn filters() {
             .into();
     m.status = Set("DRAFT".into());
     m.update(&app.state.db).await.unwrap();
+    app.state.listings.invalidate();
 
     let mut all = names(&app, json!({}), "NEWEST").await;
     all.sort();
@@ -466,6 +469,11 @@ async fn a_page_of_50_runs_as_few_statements_as_a_page_of_5() {
         .await
         .unwrap();
     assert!(report.reviews > 100);
+    app.state.listings.invalidate();
+    // The first search loads the index (two statements, then again only
+    // every few seconds or after a change); measure pages after that.
+    app.gql("{ searchCoaches(first: 1) { totalCount } }", json!({}))
+        .await;
     let mut counts = Vec::new();
     for n in [5, 50] {
         let before = app.statements();
@@ -491,4 +499,15 @@ async fn a_page_of_50_runs_as_few_statements_as_a_page_of_5() {
         "statements for 5 vs 50 coaches: {counts:?}"
     );
     assert!(counts[1] <= 6, "at most 6 statements, ran {}", counts[1]);
+    // The index is a cache: a change shows at once after invalidation.
+    let before = app.gql("{ searchCoaches { totalCount } }", json!({})).await["data"]["searchCoaches"]["totalCount"].as_u64().unwrap();
+    insert(&app, spec("One More")).await;
+    let after = app.gql("{ searchCoaches { totalCount } }", json!({})).await["data"]["searchCoaches"]["totalCount"].as_u64().unwrap();
+    let db_count = sea_orm::PaginatorTrait::count(
+        <entity::coach_profiles::Entity as sea_orm::EntityTrait>::find(),
+        &app.state.db,
+    )
+    .await
+    .unwrap();
+    assert_eq!(after, before + 1, "db has {db_count}");
 }

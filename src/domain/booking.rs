@@ -728,17 +728,31 @@ fn party(user: &CurrentUser, b: &bookings::Model) -> AppResult<Party> {
     }
 }
 
+/// A decided change of a booking, ready to apply.
+struct Settlement<'a> {
+    to: BookingStatus,
+    refund_minor: i64,
+    act: &'a str,
+    /// A cancellation's reason (also records who cancelled).
+    reason: Option<String>,
+    /// Whether the coach's time becomes free again.
+    free_time: bool,
+}
+
 /// Applies a refund-bearing transition in one transaction.
 async fn settle(
     state: &AppState,
     user: &CurrentUser,
     booking: &bookings::Model,
-    to: BookingStatus,
-    refund_minor: i64,
-    act: &str,
-    reason: Option<String>,
-    free_time: bool,
+    change: Settlement<'_>,
 ) -> AppResult<bookings::Model> {
+    let Settlement {
+        to,
+        refund_minor,
+        act,
+        reason,
+        free_time,
+    } = change;
     let db = &state.db;
     let txn = crate::db::begin(db).await?;
     let cancelled_by = match party(user, booking) {
@@ -829,11 +843,13 @@ pub async fn cancel(
         state,
         user,
         &booking,
-        to,
-        refund,
-        action::BOOKING_CANCELLED,
-        Some(reason.to_string()),
-        true,
+        Settlement {
+            to,
+            refund_minor: refund,
+            act: action::BOOKING_CANCELLED,
+            reason: Some(reason.to_string()),
+            free_time: true,
+        },
     )
     .await
 }
@@ -855,11 +871,13 @@ pub async fn complete(
         state,
         user,
         &booking,
-        to,
-        0,
-        action::BOOKING_COMPLETED,
-        None,
-        false,
+        Settlement {
+            to,
+            refund_minor: 0,
+            act: action::BOOKING_COMPLETED,
+            reason: None,
+            free_time: false,
+        },
     )
     .await
 }
@@ -882,11 +900,13 @@ pub async fn report_no_show(
         state,
         user,
         &booking,
-        to,
-        refund,
-        action::BOOKING_NO_SHOW,
-        None,
-        false,
+        Settlement {
+            to,
+            refund_minor: refund,
+            act: action::BOOKING_NO_SHOW,
+            reason: None,
+            free_time: false,
+        },
     )
     .await
 }

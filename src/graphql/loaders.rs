@@ -242,17 +242,38 @@ impl Loader<ReviewKey> for ReviewsByCoach {
             }
             values.push(i64::from(first).into());
             let limit = placeholder(backend, values.len());
-            let sql = format!(
-                "SELECT id, coach_id, rating, comment, coach_response, created_at, author_name FROM (
-                   SELECT r.id, r.coach_id, r.rating, r.comment, r.coach_response, r.created_at,
-                          u.name AS author_name,
-                          ROW_NUMBER() OVER (PARTITION BY r.coach_id ORDER BY r.id DESC) AS rn
-                   FROM reviews r JOIN users u ON u.id = r.consumer_id
-                   WHERE r.coach_id IN ({}) AND r.hidden = {}
-                 ) ranked WHERE rn <= {limit} ORDER BY coach_id, id DESC",
-                marks.join(", "),
-                false_literal(backend),
-            );
+            let sql = if backend == sea_orm::DatabaseBackend::Postgres {
+                // An index range scan of `first` rows per coach (reviews_coach_hidden_id_idx).
+                format!(
+                    "SELECT r.id, r.coach_id, r.rating, r.comment, r.coach_response, r.created_at,
+                            u.name AS author_name
+                     FROM (VALUES {}) AS c(id)
+                     CROSS JOIN LATERAL (
+                       SELECT * FROM reviews WHERE coach_id = c.id AND hidden = false
+                       ORDER BY id DESC LIMIT {limit}
+                     ) r
+                     JOIN users u ON u.id = r.consumer_id
+                     ORDER BY r.coach_id, r.id DESC",
+                    marks
+                        .iter()
+                        .map(|m| format!("({m})"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            } else {
+                // SQLite has no LATERAL; a window keeps the newest rows per coach.
+                format!(
+                    "SELECT id, coach_id, rating, comment, coach_response, created_at, author_name FROM (
+                       SELECT r.id, r.coach_id, r.rating, r.comment, r.coach_response, r.created_at,
+                              u.name AS author_name,
+                              ROW_NUMBER() OVER (PARTITION BY r.coach_id ORDER BY r.id DESC) AS rn
+                       FROM reviews r JOIN users u ON u.id = r.consumer_id
+                       WHERE r.coach_id IN ({}) AND r.hidden = {}
+                     ) ranked WHERE rn <= {limit} ORDER BY coach_id, id DESC",
+                    marks.join(", "),
+                    false_literal(backend),
+                )
+            };
             let rows =
                 ReviewRow::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
                     .all(&self.0)

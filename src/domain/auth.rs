@@ -244,6 +244,40 @@ fn tokens(auth: &Auth, user: users::Model, refresh_token: String) -> AppResult<T
     })
 }
 
+/// Inserts an account; an email already taken (in any letter case) is
+/// `CONFLICT`, also when two inserts race past an earlier check.
+async fn insert_user<C: ConnectionTrait>(
+    db: &C,
+    email: &Email,
+    password_hash: String,
+    name: String,
+    role: Role,
+    market_id: Option<String>,
+    email_verified: bool,
+) -> AppResult<users::Model> {
+    let now = Utc::now();
+    users::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        email: Set(email.as_str().to_string()),
+        password_hash: Set(password_hash),
+        name: Set(name),
+        role: Set(role.as_str().to_string()),
+        email_verified: Set(email_verified),
+        market_id: Set(market_id),
+        session_version: Set(0),
+        suspended_at: Set(None),
+        suspension_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await
+    .map_err(on_constraint(
+        "users_email_lower_key",
+        AppError::Conflict("an account with this email already exists".into()),
+    ))
+}
+
 pub struct RegisterInput<'a> {
     pub email: &'a str,
     pub password: &'a str,
@@ -285,29 +319,18 @@ pub async fn register(
         ));
     }
     let password_hash = hash_password(&password).await?;
-    let now = Utc::now();
     let txn = crate::db::begin(db).await?;
-    let user = users::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
-        email: Set(email.as_str().to_string()),
-        password_hash: Set(password_hash),
-        name: Set(name),
-        role: Set(input.role.as_str().to_string()),
-        email_verified: Set(false),
-        market_id: Set(market_id),
-        session_version: Set(0),
-        suspended_at: Set(None),
-        suspension_reason: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&txn)
-    .await
     // Two registrations racing past the check above meet the unique index.
-    .map_err(on_constraint(
-        "users_email_lower_key",
-        AppError::Conflict("an account with this email already exists".into()),
-    ))?;
+    let user = insert_user(
+        &txn,
+        &email,
+        password_hash,
+        name,
+        input.role,
+        market_id,
+        false,
+    )
+    .await?;
     audit::record(
         &txn,
         Entry {
@@ -607,28 +630,17 @@ pub async fn create_admin(
         ));
     }
     let hash = hash_password(&password).await?;
-    let now = Utc::now();
     let txn = crate::db::begin(db).await?;
-    let user = users::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
-        email: Set(email.as_str().to_string()),
-        password_hash: Set(hash),
-        name: Set("Administrator".into()),
-        role: Set(Role::Admin.as_str().into()),
-        email_verified: Set(true),
-        market_id: Set(None),
-        session_version: Set(0),
-        suspended_at: Set(None),
-        suspension_reason: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&txn)
-    .await
-    .map_err(on_constraint(
-        "users_email_lower_key",
-        AppError::Conflict("an account with this email already exists".into()),
-    ))?;
+    let user = insert_user(
+        &txn,
+        &email,
+        hash,
+        "Administrator".into(),
+        Role::Admin,
+        None,
+        true,
+    )
+    .await?;
     audit::record(
         &txn,
         Entry {

@@ -631,6 +631,32 @@ async fn strangers_can_neither_see_nor_touch_a_booking() {
     );
 }
 
+/// Sends all requests at once; counts successes, and fails on any error
+/// other than `CONFLICT`.
+async fn winners(app: &TestApp, requests: Vec<(String, Value)>) -> usize {
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|(token, body)| {
+            let req = app
+                .client
+                .post(app.url("/graphql"))
+                .bearer_auth(token)
+                .json(&body);
+            tokio::spawn(async move { req.send().await.unwrap().json::<Value>().await.unwrap() })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        let v = t.await.unwrap();
+        match code(&v) {
+            None => ok += 1,
+            Some("CONFLICT") => {}
+            other => panic!("unexpected {other:?}: {v}"),
+        }
+    }
+    ok
+}
+
 #[tokio::test]
 async fn fifty_racing_holds_give_exactly_one() {
     let app = spawn_app_with(|a| {
@@ -645,37 +671,17 @@ async fn fifty_racing_holds_give_exactly_one() {
         tokens.push(consumer(&app, &format!("racer{i}@example.com")).await);
     }
     let base = at(2, 10);
-    let mut tasks = Vec::new();
-    for (i, token) in tokens.into_iter().enumerate() {
-        let client = app.client.clone();
-        let url = app.url("/graphql");
-        let coach = coach.clone();
-        // Mixed starts and durations, all overlapping 10:30-11:00.
-        let (offset, minutes) = [(0, 60), (30, 30), (0, 90), (30, 60), (0, 60)][i % 5];
-        let start = base + Duration::minutes(offset);
-        tasks.push(tokio::spawn(async move {
-            let v: Value = client
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({ "query": HOLD, "variables": { "c": coach, "s": iso(start), "d": minutes } }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v
-        }));
-    }
-    let mut ok = 0;
-    for t in tasks {
-        let v = t.await.unwrap();
-        match code(&v) {
-            None => ok += 1,
-            Some("CONFLICT") => {}
-            other => panic!("unexpected {other:?}: {v}"),
-        }
-    }
+    // Mixed starts and durations, all overlapping 10:30-11:00.
+    let requests: Vec<(String, Value)> = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, token)| {
+            let (offset, minutes) = [(0, 60), (30, 30), (0, 90), (30, 60), (0, 60)][i % 5];
+            let start = base + Duration::minutes(offset);
+            (token, json!({ "query": HOLD, "variables": { "c": coach, "s": iso(start), "d": minutes } }))
+        })
+        .collect();
+    let ok = winners(&app, requests).await;
     assert_eq!(ok, 1, "exactly one hold");
     let live = entity::reservations::Entity::find()
         .filter(entity::reservations::Column::Active.eq(true))
@@ -693,37 +699,15 @@ async fn twenty_racing_bookings_of_one_hold_give_one_booking() {
     let parent = consumer(&app, "parent@example.com").await;
     let h = hold(&app, &parent, &coach, at(2, 10), 60).await;
     let hold_id = h["data"]["createHold"]["id"].as_str().unwrap().to_string();
-    let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let (client, url, token, hold_id) = (
-            app.client.clone(),
-            app.url("/graphql"),
-            parent.clone(),
-            hold_id.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let v: Value = client
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({ "query": BOOK, "variables": { "h": hold_id } }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v
-        }));
-    }
-    let mut ok = 0;
-    for t in tasks {
-        let v = t.await.unwrap();
-        match code(&v) {
-            None => ok += 1,
-            Some("CONFLICT") => {}
-            other => panic!("unexpected {other:?}: {v}"),
-        }
-    }
+    let requests = (0..20)
+        .map(|_| {
+            (
+                parent.clone(),
+                json!({ "query": BOOK, "variables": { "h": hold_id } }),
+            )
+        })
+        .collect();
+    let ok = winners(&app, requests).await;
     assert_eq!(ok, 1);
     assert_eq!(
         entity::bookings::Entity::find()

@@ -724,3 +724,49 @@ async fn twenty_racing_bookings_of_one_hold_give_one_booking() {
         1
     );
 }
+
+#[tokio::test]
+async fn the_worker_cancels_unpaid_and_completes_forgotten_sessions() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let (_, coach) = open_coach(&app, &admin, "coach@example.com").await;
+    let parent = consumer(&app, "parent@example.com").await;
+
+    let h = hold(&app, &parent, &coach, at(3, 9), 60).await;
+    let b = app
+        .gql_as(
+            Some(&parent),
+            BOOK,
+            json!({ "h": h["data"]["createHold"]["id"] }),
+        )
+        .await;
+    let unpaid = b["data"]["bookHold"]["id"].as_str().unwrap().to_string();
+    let forgotten = confirmed(&app, &parent, &coach, at(4, 9)).await;
+    let recent = confirmed(&app, &parent, &coach, at(5, 9)).await;
+
+    // The payment window closes; the session ended 50 h (and 10 h) ago.
+    app.state
+        .db
+        .execute_unprepared(&format!(
+            "UPDATE bookings SET payment_deadline = created_at WHERE id = '{unpaid}'"
+        ))
+        .await
+        .unwrap();
+    shift_to_past(&app, &forgotten, 51).await;
+    shift_to_past(&app, &recent, 11).await;
+    maestro_hub::domain::booking::sweep(&app.state)
+        .await
+        .unwrap();
+
+    let (status, _, payment) = refunded(&app, &parent, &unpaid).await;
+    assert_eq!((status.as_str(), payment.as_str()), ("CANCELLED", "FAILED"));
+    assert_eq!(refunded(&app, &parent, &forgotten).await.0, "COMPLETED");
+    assert_eq!(
+        refunded(&app, &parent, &recent).await.0,
+        "CONFIRMED",
+        "within 48 h nobody decides for them"
+    );
+    // The unpaid booking's time is free again.
+    let other = consumer(&app, "other@example.com").await;
+    assert!(hold(&app, &other, &coach, at(3, 9), 60).await["errors"].is_null());
+}

@@ -304,3 +304,28 @@ async fn schema_file_matches_the_code() {
         "schema.graphql is out of date: run `cargo run -- export-schema`"
     );
 }
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode_with_foreign_keys() {
+    let app = spawn_app().await;
+    let db = &app.state.db;
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Sqlite {
+        return; // PostgreSQL has neither setting.
+    }
+    let one = |sql: &'static str| async move {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DatabaseBackend::Sqlite,
+                sql,
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index::<String>(0)
+            .or_else(|_| row.try_get_by_index::<i64>(0).map(|v| v.to_string()))
+            .unwrap()
+    };
+    assert_eq!(one("PRAGMA journal_mode").await, "wal");
+    assert_eq!(one("PRAGMA foreign_keys").await, "1");
+    assert!(one("PRAGMA busy_timeout").await.parse::<i64>().unwrap() >= 1000);
+}

@@ -5,6 +5,7 @@
 //! cache of the database, never a source of truth: search re-reads each
 //! page's profiles from the database.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -37,7 +38,49 @@ pub struct ListingRow {
 
 pub struct Snapshot {
     pub rows: Vec<ListingRow>,
+    /// Row positions per market, per category, and per (market, category):
+    /// a filtered search walks only its bucket.
+    by_market: HashMap<String, Vec<usize>>,
+    by_category: HashMap<u16, Vec<usize>>,
+    by_market_category: HashMap<(String, u16), Vec<usize>>,
     loaded_at: Instant,
+}
+
+impl Snapshot {
+    fn new(rows: Vec<ListingRow>, loaded_at: Instant) -> Self {
+        let mut by_market: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_category: HashMap<u16, Vec<usize>> = HashMap::new();
+        let mut by_market_category: HashMap<(String, u16), Vec<usize>> = HashMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            by_market.entry(r.market_id.clone()).or_default().push(i);
+            for c in &r.categories {
+                by_category.entry(*c).or_default().push(i);
+                by_market_category.entry((r.market_id.clone(), *c)).or_default().push(i);
+            }
+        }
+        Snapshot {
+            rows,
+            by_market,
+            by_category,
+            by_market_category,
+            loaded_at,
+        }
+    }
+
+    /// The rows that can match a market and category filter (a superset;
+    /// the caller still tests every other condition).
+    pub fn candidates(&self, market_id: Option<&str>, category: Option<u16>) -> Box<dyn Iterator<Item = &ListingRow> + '_> {
+        let bucket = match (market_id, category) {
+            (Some(m), Some(c)) => self.by_market_category.get(&(m.to_string(), c)),
+            (Some(m), None) => self.by_market.get(m),
+            (None, Some(c)) => self.by_category.get(&c),
+            (None, None) => return Box::new(self.rows.iter()),
+        };
+        match bucket {
+            Some(ids) => Box::new(ids.iter().map(|&i| &self.rows[i])),
+            None => Box::new(std::iter::empty()),
+        }
+    }
 }
 
 pub struct ListingIndex {
@@ -161,6 +204,6 @@ impl ListingIndex {
                 sponsored_until_s: r.sponsored_until.map(|t| t.timestamp()),
             })
             .collect();
-        Ok(Snapshot { rows, loaded_at })
+        Ok(Snapshot::new(rows, loaded_at))
     }
 }

@@ -48,6 +48,8 @@ struct Cursor {
 }
 
 pub struct Page {
+    /// Category ids of each listed coach, from the index (saves a query).
+    pub categories: HashMap<String, Vec<String>>,
     pub coaches: Vec<coach_profiles::Model>,
     pub cursors: Vec<String>,
     pub has_next: bool,
@@ -168,7 +170,8 @@ pub async fn search(
     let after_key = cursor.as_ref().map(key_from_cursor);
     let mut total_count = 0u64;
     let mut candidates: Vec<Key> = Vec::new();
-    for row in snapshot.rows.iter().filter(|r| matcher.matches(r)) {
+    let rows = snapshot.candidates(matcher.market_id.as_deref(), matcher.category);
+    for row in rows.filter(|r| matcher.matches(r)) {
         total_count += 1;
         let k = key_of(sort, row, as_of_s);
         let beyond = match &after_key {
@@ -189,24 +192,42 @@ pub async fn search(
     candidates.sort_by(order);
     let has_next = candidates.len() > limit;
     candidates.truncate(limit);
+    let wanted: std::collections::HashSet<&str> = candidates.iter().map(|k| k.1.as_str()).collect();
+    let mut categories_of: HashMap<String, Vec<String>> = snapshot
+        .candidates(matcher.market_id.as_deref(), matcher.category)
+        .filter(|r| wanted.contains(r.id.as_str()))
+        .map(|r| {
+            let ids = r
+                .categories
+                .iter()
+                .filter_map(|p| reference.categories().get(usize::from(*p)).map(|c| c.id.clone()))
+                .collect();
+            (r.id.clone(), ids)
+        })
+        .collect();
 
     let mut by_id: HashMap<String, coach_profiles::Model> = if candidates.is_empty() {
         HashMap::new()
     } else {
+        // By primary key only, and visibility checked here: with the status
+        // in the WHERE clause PostgreSQL may prefer scanning the status index.
         coach_profiles::Entity::find()
             .filter(C::Id.is_in(candidates.iter().map(|k| k.1.clone())))
-            .filter(C::Status.eq(CoachStatus::Approved.as_str()))
-            .filter(C::Published.eq(true))
             .all(db)
             .await?
             .into_iter()
+            .filter(|m| m.published && m.status == CoachStatus::Approved.as_str())
             .map(|m| (m.id.clone(), m))
             .collect()
     };
+    let mut page_categories = HashMap::with_capacity(candidates.len());
     let mut coaches = Vec::with_capacity(candidates.len());
     let mut cursors = Vec::with_capacity(candidates.len());
     for k in &candidates {
         if let Some(m) = by_id.remove(&k.1) {
+            if let Some(cats) = categories_of.remove(&k.1) {
+                page_categories.insert(k.1.clone(), cats);
+            }
             coaches.push(m);
             cursors.push(encode_cursor(&Cursor {
                 s: sort,
@@ -216,6 +237,7 @@ pub async fn search(
         }
     }
     Ok(Page {
+        categories: page_categories,
         coaches,
         cursors,
         has_next,

@@ -30,7 +30,7 @@ impl AdminQuery {
         let page =
             admin::coaches(&state.db, status.map(Into::into), first, after.as_deref()).await?;
         let ids: Vec<String> = page.items.iter().map(|c| c.id.clone()).collect();
-        crate::graphql::loaders::prefetch(ctx, &ids)
+        crate::graphql::loaders::prefetch(ctx, &ids, false)
             .await
             .map_err(crate::graphql::coach::load_err)?;
         let mut conn = CoachConnection::with_additional_fields(

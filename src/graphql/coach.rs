@@ -480,7 +480,7 @@ impl CoachQuery {
             max_hourly_rate_minor: f.max_hourly_rate_minor,
         };
         let has_previous = after.is_some();
-        let page = search::search(
+        let mut page = search::search(
             &state.db,
             &state.listings,
             &state.reference,
@@ -491,7 +491,14 @@ impl CoachQuery {
         )
         .await?;
         let ids: Vec<String> = page.coaches.iter().map(|c| c.id.clone()).collect();
-        crate::graphql::loaders::prefetch(ctx, &ids)
+        // The index already knows each listed coach's categories.
+        if let Some(loaders) = ctx.data_opt::<Loaders>() {
+            loaders
+                .categories
+                .feed_many(std::mem::take(&mut page.categories))
+                .await;
+        }
+        crate::graphql::loaders::prefetch(ctx, &ids, true)
             .await
             .map_err(load_err)?;
         Ok(coach_connection(page, has_previous))

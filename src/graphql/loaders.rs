@@ -62,7 +62,11 @@ where
 /// Loads (without the batch delay), in one statement per field, the nested fields that the current
 /// connection field's query selects for `coach_ids`, into the request's
 /// loaders. Looks under both `nodes` and `edges { node }`.
-pub async fn prefetch(ctx: &Context<'_>, coach_ids: &[String]) -> Result<(), LoadError> {
+pub async fn prefetch(
+    ctx: &Context<'_>,
+    coach_ids: &[String],
+    categories_known: bool,
+) -> Result<(), LoadError> {
     let Some(loaders) = ctx.data_opt::<Loaders>() else {
         return Ok(());
     };
@@ -98,7 +102,7 @@ pub async fn prefetch(ctx: &Context<'_>, coach_ids: &[String]) -> Result<(), Loa
         }
     }
     let (a, b, c, d) = futures_util::join!(
-        when(wants("categories"), async {
+        when(!categories_known && wants("categories"), async {
             let ids: Vec<String> = ids().collect();
             let values = loaders.categories.loader().load(&ids).await?;
             loaders.categories.feed_many(values).await;

@@ -95,8 +95,10 @@ pub fn apply(router: Router, settings: &Settings) -> Router {
         )
         // Browsers may call us only from the listed app origins.
         .layer(cors(settings))
-        // Smaller responses for mobile clients.
-        .layer(CompressionLayer::new())
+        // Smaller responses for mobile clients; the fastest level keeps most
+        // of the saving on JSON at a fraction of the CPU (it showed as the
+        // top item in profiles of search at the default level).
+        .layer(CompressionLayer::new().quality(tower_http::CompressionLevel::Fastest))
         // No request holds a worker forever.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

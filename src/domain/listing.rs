@@ -55,7 +55,10 @@ impl Snapshot {
             by_market.entry(r.market_id.clone()).or_default().push(i);
             for c in &r.categories {
                 by_category.entry(*c).or_default().push(i);
-                by_market_category.entry((r.market_id.clone(), *c)).or_default().push(i);
+                by_market_category
+                    .entry((r.market_id.clone(), *c))
+                    .or_default()
+                    .push(i);
             }
         }
         Snapshot {
@@ -69,7 +72,11 @@ impl Snapshot {
 
     /// The rows that can match a market and category filter (a superset;
     /// the caller still tests every other condition).
-    pub fn candidates(&self, market_id: Option<&str>, category: Option<u16>) -> Box<dyn Iterator<Item = &ListingRow> + '_> {
+    pub fn candidates(
+        &self,
+        market_id: Option<&str>,
+        category: Option<u16>,
+    ) -> Box<dyn Iterator<Item = &ListingRow> + '_> {
         let bucket = match (market_id, category) {
             (Some(m), Some(c)) => self.by_market_category.get(&(m.to_string(), c)),
             (Some(m), None) => self.by_market.get(m),

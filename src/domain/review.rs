@@ -61,3 +61,25 @@ pub async fn page<C: ConnectionTrait>(
     .all(db)
     .await?)
 }
+
+/// The review written for a booking, if any (hidden ones are not shown).
+pub async fn for_booking<C: ConnectionTrait>(
+    db: &C,
+    booking_id: &str,
+) -> AppResult<Option<ReviewRow>> {
+    let backend = db.get_database_backend();
+    let sql = format!(
+        "SELECT r.id, r.coach_id, r.rating, r.comment, r.coach_response, r.created_at, u.name AS author_name
+         FROM reviews r JOIN users u ON u.id = r.consumer_id
+         WHERE r.booking_id = {} AND r.hidden = {}",
+        placeholder(backend, 1),
+        false_literal(backend),
+    );
+    Ok(ReviewRow::find_by_statement(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [booking_id.into()],
+    ))
+    .one(db)
+    .await?)
+}

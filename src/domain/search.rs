@@ -200,7 +200,12 @@ pub async fn search(
             let ids = r
                 .categories
                 .iter()
-                .filter_map(|p| reference.categories().get(usize::from(*p)).map(|c| c.id.clone()))
+                .filter_map(|p| {
+                    reference
+                        .categories()
+                        .get(usize::from(*p))
+                        .map(|c| c.id.clone())
+                })
                 .collect();
             (r.id.clone(), ids)
         })

@@ -199,6 +199,13 @@ impl Booking {
             .map_err(AppError::from)?
             .map(Payment))
     }
+    /// The consumer's review of this session, once written.
+    async fn review(&self, ctx: &Context<'_>) -> Result<Option<crate::graphql::coach::Review>> {
+        let state = ctx.state()?;
+        Ok(crate::domain::review::for_booking(&state.db, &self.0.id)
+            .await?
+            .map(crate::graphql::coach::Review))
+    }
     async fn cancellation_reason(&self) -> Option<&str> {
         self.0.cancellation_reason.as_deref()
     }

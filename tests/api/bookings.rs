@@ -15,7 +15,7 @@ pub const BOOK: &str = "mutation($h: ID!) { bookHold(holdId: $h) {
     payment { id status checkoutUrl } } }";
 const GET: &str = "query($id: ID!) { booking(id: $id) {
     id status meetingUrl cancellationReason refundedAmount { amountMinor }
-    consumer { email } payment { status refundedAmount { amountMinor } } } }";
+    consumer { email } payment { status refundedAmount { amountMinor } } review { id rating } } }";
 const CANCEL: &str = "mutation($id: ID!, $r: String!) { cancelBooking(bookingId: $id, reason: $r) {
     status refundedAmount { amountMinor } payment { status } } }";
 
@@ -193,6 +193,7 @@ async fn the_whole_happy_path() {
     let got = &v["data"]["booking"];
     assert_eq!(got["status"], "CONFIRMED", "{v}");
     assert_eq!(got["payment"]["status"], "SUCCEEDED");
+    assert!(got["review"].is_null(), "no review before the session");
     assert!(
         got["meetingUrl"]
             .as_str()

@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+// Search and GraphQL responses allocate many small objects per request;
+// glibc's allocator spent a fifth of the CPU in profiles, mimalloc far less.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // A missing .env is normal; a malformed one is reported by the settings check.

@@ -18,6 +18,7 @@ use crate::domain::listing::ListingIndex;
 use crate::domain::payment::{DevPaymentProvider, PaymentProvider};
 use crate::domain::reference::ReferenceData;
 use crate::events::{EventBus, InProcessBus};
+use crate::graphql::loaders::ReviewCache;
 use crate::metrics::Metrics;
 use crate::ratelimit::{InMemoryRateLimiter, RateLimiter};
 
@@ -37,6 +38,8 @@ pub struct AppState {
     pub events: Arc<dyn EventBus>,
     /// The search index (a cache of public profiles).
     pub listings: Arc<ListingIndex>,
+    /// Review previews shared across requests for a few seconds.
+    pub review_cache: ReviewCache,
 }
 
 pub struct App {
@@ -100,6 +103,7 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
         limiter,
         metrics,
         statements,
+        review_cache: ReviewCache::default(),
         payments,
         events: Arc::new(InProcessBus::new()),
     };

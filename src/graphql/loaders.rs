@@ -35,7 +35,7 @@ pub struct Loaders {
 }
 
 impl Loaders {
-    pub fn new(db: &DatabaseConnection) -> Self {
+    pub fn new(db: &DatabaseConnection, reviews: &ReviewCache) -> Self {
         fn make<K, L>(loader: L) -> DataLoader<L, HashMapCache>
         where
             K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
@@ -46,7 +46,7 @@ impl Loaders {
         Loaders {
             categories: make(CategoryIdsByCoach(db.clone())),
             packages: make(PackagesByCoach(db.clone())),
-            reviews: make(ReviewsByCoach(db.clone())),
+            reviews: make(ReviewsByCoach(db.clone(), reviews.clone())),
             availability: make(RulesByCoach(db.clone())),
         }
     }
@@ -218,7 +218,47 @@ pub struct ReviewKey {
     pub first: u32,
 }
 
-pub struct ReviewsByCoach(DatabaseConnection);
+pub struct ReviewsByCoach(DatabaseConnection, ReviewCache);
+
+/// Review previews shared by all requests for a few seconds: every search
+/// card shows a coach's newest reviews, and those change rarely. A new
+/// review shows within `REVIEW_CACHE_TTL`.
+#[derive(Clone, Default)]
+pub struct ReviewCache(
+    Arc<std::sync::Mutex<HashMap<ReviewKey, (std::time::Instant, Vec<ReviewRow>)>>>,
+);
+
+pub const REVIEW_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Past this many entries the cache starts afresh, so memory stays bounded.
+const REVIEW_CACHE_MAX: usize = 50_000;
+
+impl ReviewCache {
+    fn get(&self, key: &ReviewKey) -> Option<Vec<ReviewRow>> {
+        let map = self.0.lock().ok()?;
+        map.get(key)
+            .filter(|(at, _)| at.elapsed() < REVIEW_CACHE_TTL)
+            .map(|(_, rows)| rows.clone())
+    }
+
+    fn put(&self, entries: &HashMap<ReviewKey, Vec<ReviewRow>>) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() + entries.len() > REVIEW_CACHE_MAX {
+                map.clear();
+            }
+            let now = std::time::Instant::now();
+            for (k, v) in entries {
+                map.insert(k.clone(), (now, v.clone()));
+            }
+        }
+    }
+
+    /// Forgets everything (after a review changes).
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.0.lock() {
+            map.clear();
+        }
+    }
+}
 
 impl Loader<ReviewKey> for ReviewsByCoach {
     type Value = Vec<ReviewRow>;
@@ -231,12 +271,21 @@ impl Loader<ReviewKey> for ReviewsByCoach {
         keys: &[ReviewKey],
     ) -> Result<HashMap<ReviewKey, Vec<ReviewRow>>, LoadError> {
         let backend = self.0.get_database_backend();
+        let mut cached: HashMap<ReviewKey, Vec<ReviewRow>> = HashMap::new();
         let mut by_first: HashMap<u32, Vec<&ReviewKey>> = HashMap::new();
         for k in keys {
-            by_first.entry(k.first).or_default().push(k);
+            match self.1.get(k) {
+                Some(rows) => {
+                    cached.insert(k.clone(), rows);
+                }
+                None => by_first.entry(k.first).or_default().push(k),
+            }
         }
-        let mut out: HashMap<ReviewKey, Vec<ReviewRow>> =
-            keys.iter().map(|k| (k.clone(), vec![])).collect();
+        let mut out: HashMap<ReviewKey, Vec<ReviewRow>> = by_first
+            .values()
+            .flatten()
+            .map(|k| ((*k).clone(), vec![]))
+            .collect();
         for (first, group) in by_first {
             let mut values: Vec<sea_orm::Value> = Vec::with_capacity(group.len() + 1);
             let mut marks = Vec::with_capacity(group.len());
@@ -292,6 +341,8 @@ impl Loader<ReviewKey> for ReviewsByCoach {
                 .push(r);
             }
         }
+        self.1.put(&out);
+        out.extend(cached);
         Ok(out)
     }
 }

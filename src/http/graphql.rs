@@ -124,7 +124,10 @@ pub async fn graphql(
     let response = match batch {
         BatchRequest::Single(r) => BatchResponse::Single(with_codes(
             http.schema
-                .execute(r.data(ctx).data(Loaders::new(&state.db)))
+                .execute(
+                    r.data(ctx)
+                        .data(Loaders::new(&state.db, &state.review_cache)),
+                )
                 .await,
         )),
         BatchRequest::Batch(requests) => {
@@ -132,7 +135,9 @@ pub async fn graphql(
             // One after another: a batch must not multiply a client's share
             // of the database pool.
             for r in requests {
-                let r = r.data(ctx.clone()).data(Loaders::new(&state.db));
+                let r = r
+                    .data(ctx.clone())
+                    .data(Loaders::new(&state.db, &state.review_cache));
                 out.push(with_codes(http.schema.execute(r).await));
             }
             BatchResponse::Batch(out)

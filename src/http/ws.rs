@@ -95,7 +95,7 @@ async fn serve(
         ip,
         auth: AuthState::User(Box::new(user)),
     });
-    data.insert(Loaders::new(&state.db));
+    data.insert(Loaders::new(&state.db, &state.review_cache));
     let (sink, stream) = socket.split();
     // Hand async-graphql the init message we read, then the rest.
     let replay =

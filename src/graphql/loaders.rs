@@ -223,10 +223,11 @@ pub struct ReviewsByCoach(DatabaseConnection, ReviewCache);
 /// Review previews shared by all requests for a few seconds: every search
 /// card shows a coach's newest reviews, and those change rarely. A new
 /// review shows within `REVIEW_CACHE_TTL`.
+/// When a preview was loaded, and what it held.
+type CachedReviews = (std::time::Instant, Vec<ReviewRow>);
+
 #[derive(Clone, Default)]
-pub struct ReviewCache(
-    Arc<std::sync::Mutex<HashMap<ReviewKey, (std::time::Instant, Vec<ReviewRow>)>>>,
-);
+pub struct ReviewCache(Arc<std::sync::Mutex<HashMap<ReviewKey, CachedReviews>>>);
 
 pub const REVIEW_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Past this many entries the cache starts afresh, so memory stays bounded.

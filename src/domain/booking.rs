@@ -539,13 +539,16 @@ async fn audit_booking<C: ConnectionTrait>(
     .await
 }
 
-/// Moves a booking from `from` to `to` only if it is still in `from`.
+/// Applies `event` to a booking through the transition table, only if the
+/// booking is still in the status it was read in; returns the new status.
+/// Every status change goes through here, so the table is the one rule.
 async fn move_status<C: ConnectionTrait>(
     db: &C,
     booking: &bookings::Model,
-    to: BookingStatus,
+    event: Event,
     set: impl FnOnce(sea_orm::UpdateMany<bookings::Entity>) -> sea_orm::UpdateMany<bookings::Entity>,
-) -> AppResult<()> {
+) -> AppResult<BookingStatus> {
+    let to = next(status_of(booking)?, event)?;
     let update = bookings::Entity::update_many()
         .col_expr(bookings::Column::Status, Expr::value(to.as_str()))
         .col_expr(bookings::Column::UpdatedAt, Expr::value(Utc::now()))
@@ -554,7 +557,7 @@ async fn move_status<C: ConnectionTrait>(
     if set(update).exec(db).await?.rows_affected != 1 {
         return Err(conflict("the booking changed meanwhile; try again"));
     }
-    Ok(())
+    Ok(to)
 }
 
 async fn free_reservation<C: ConnectionTrait>(db: &C, booking_id: &str) -> AppResult<()> {
@@ -658,14 +661,14 @@ pub async fn complete_payment(state: &AppState, payment_id: &str) -> AppResult<b
             .meeting_url
             .clone()
             .unwrap_or_else(|| room_link(&state.settings.public_base_url));
-        move_status(&txn, &booking, BookingStatus::Confirmed, |u| {
+        move_status(&txn, &booking, Event::PaymentSucceeded, |u| {
             u.col_expr(bookings::Column::MeetingUrl, Expr::value(link))
         })
         .await?;
         audit_booking(&txn, action::BOOKING_CONFIRMED, None, &booking.id, None).await?;
     } else {
         if booking.status == BookingStatus::PendingPayment.as_str() {
-            move_status(&txn, &booking, BookingStatus::Cancelled, |u| {
+            move_status(&txn, &booking, Event::PaymentExpired, |u| {
                 u.col_expr(bookings::Column::CancelledBy, Expr::value("SYSTEM"))
                     .col_expr(
                         bookings::Column::CancellationReason,
@@ -730,7 +733,7 @@ fn party(user: &CurrentUser, b: &bookings::Model) -> AppResult<Party> {
 
 /// A decided change of a booking, ready to apply.
 struct Settlement<'a> {
-    to: BookingStatus,
+    event: Event,
     refund_minor: i64,
     act: &'a str,
     /// A cancellation's reason (also records who cancelled).
@@ -747,7 +750,7 @@ async fn settle(
     change: Settlement<'_>,
 ) -> AppResult<bookings::Model> {
     let Settlement {
-        to,
+        event,
         refund_minor,
         act,
         reason,
@@ -760,7 +763,7 @@ async fn settle(
         Ok(Party::Coach) => "COACH",
         Err(_) => "ADMIN",
     };
-    move_status(&txn, booking, to, |u| {
+    let to = move_status(&txn, booking, event, |u| {
         let u = u.col_expr(
             bookings::Column::RefundedMinor,
             Expr::col(bookings::Column::RefundedMinor).add(refund_minor),
@@ -822,7 +825,7 @@ pub async fn cancel(
         return Err(AppError::bad_input("reason", "at most 1000 characters"));
     }
     let from = status_of(&booking)?;
-    let to = next(from, Event::Cancel)?;
+    next(from, Event::Cancel)?;
     let now = Utc::now();
     if from == BookingStatus::Confirmed && now >= booking.start_at {
         return Err(conflict(
@@ -844,7 +847,7 @@ pub async fn cancel(
         user,
         &booking,
         Settlement {
-            to,
+            event: Event::Cancel,
             refund_minor: refund,
             act: action::BOOKING_CANCELLED,
             reason: Some(reason.to_string()),
@@ -863,7 +866,7 @@ pub async fn complete(
     if party(user, &booking)? != Party::Coach {
         return Err(AppError::Forbidden("only the coach completes a session"));
     }
-    let to = next(status_of(&booking)?, Event::Complete)?;
+    next(status_of(&booking)?, Event::Complete)?;
     if Utc::now() < booking.end_at {
         return Err(conflict("the session has not ended yet"));
     }
@@ -872,7 +875,7 @@ pub async fn complete(
         user,
         &booking,
         Settlement {
-            to,
+            event: Event::Complete,
             refund_minor: 0,
             act: action::BOOKING_COMPLETED,
             reason: None,
@@ -892,7 +895,7 @@ pub async fn report_no_show(
         party(user, &booking)?,
         booking.price_minor - booking.refunded_minor,
     );
-    let to = next(status_of(&booking)?, event)?;
+    next(status_of(&booking)?, event)?;
     if Utc::now() < booking.start_at {
         return Err(conflict("the session has not started yet"));
     }
@@ -901,7 +904,7 @@ pub async fn report_no_show(
         user,
         &booking,
         Settlement {
-            to,
+            event,
             refund_minor: refund,
             act: action::BOOKING_NO_SHOW,
             reason: None,
@@ -1013,7 +1016,7 @@ pub async fn sweep(state: &AppState) -> AppResult<usize> {
         .await?;
     for b in unpaid {
         let txn = crate::db::begin(db).await?;
-        let moved = move_status(&txn, &b, BookingStatus::Cancelled, |u| {
+        let moved = move_status(&txn, &b, Event::PaymentExpired, |u| {
             u.col_expr(bookings::Column::CancelledBy, Expr::value("SYSTEM"))
                 .col_expr(
                     bookings::Column::CancellationReason,
@@ -1051,10 +1054,7 @@ pub async fn sweep(state: &AppState) -> AppResult<usize> {
         .await?;
     for b in done {
         let txn = crate::db::begin(db).await?;
-        if move_status(&txn, &b, BookingStatus::Completed, |u| u)
-            .await
-            .is_err()
-        {
+        if move_status(&txn, &b, Event::Complete, |u| u).await.is_err() {
             continue;
         }
         audit_booking(

@@ -169,7 +169,8 @@ pub async fn search(
     let as_of_s = as_of.timestamp();
     let after_key = cursor.as_ref().map(key_from_cursor);
     let mut total_count = 0u64;
-    let mut candidates: Vec<Key> = Vec::new();
+    // Each candidate keeps its index row, for the page's categories later.
+    let mut candidates: Vec<(Key, &ListingRow)> = Vec::new();
     let rows = snapshot.candidates(matcher.market_id.as_deref(), matcher.category);
     for row in rows.filter(|r| matcher.matches(r)) {
         total_count += 1;
@@ -180,10 +181,16 @@ pub async fn search(
             Some(a) => k < *a,
         };
         if beyond {
-            candidates.push(k);
+            candidates.push((k, row));
         }
     }
-    let order = |a: &Key, b: &Key| if ascending(sort) { a.cmp(b) } else { b.cmp(a) };
+    let order = |a: &(Key, &ListingRow), b: &(Key, &ListingRow)| {
+        if ascending(sort) {
+            a.0.cmp(&b.0)
+        } else {
+            b.0.cmp(&a.0)
+        }
+    };
     // Only the first `limit + 1` need ordering.
     if candidates.len() > limit + 1 {
         candidates.select_nth_unstable_by(limit, order);
@@ -192,32 +199,13 @@ pub async fn search(
     candidates.sort_by(order);
     let has_next = candidates.len() > limit;
     candidates.truncate(limit);
-    let wanted: std::collections::HashSet<&str> = candidates.iter().map(|k| k.1.as_str()).collect();
-    let mut categories_of: HashMap<String, Vec<String>> = snapshot
-        .candidates(matcher.market_id.as_deref(), matcher.category)
-        .filter(|r| wanted.contains(r.id.as_str()))
-        .map(|r| {
-            let ids = r
-                .categories
-                .iter()
-                .filter_map(|p| {
-                    reference
-                        .categories()
-                        .get(usize::from(*p))
-                        .map(|c| c.id.clone())
-                })
-                .collect();
-            (r.id.clone(), ids)
-        })
-        .collect();
-
     let mut by_id: HashMap<String, coach_profiles::Model> = if candidates.is_empty() {
         HashMap::new()
     } else {
         // By primary key only, and visibility checked here: with the status
         // in the WHERE clause PostgreSQL may prefer scanning the status index.
         coach_profiles::Entity::find()
-            .filter(C::Id.is_in(candidates.iter().map(|k| k.1.clone())))
+            .filter(C::Id.is_in(candidates.iter().map(|(k, _)| k.1.clone())))
             .all(db)
             .await?
             .into_iter()
@@ -228,11 +216,15 @@ pub async fn search(
     let mut page_categories = HashMap::with_capacity(candidates.len());
     let mut coaches = Vec::with_capacity(candidates.len());
     let mut cursors = Vec::with_capacity(candidates.len());
-    for k in &candidates {
+    for (k, row) in &candidates {
         if let Some(m) = by_id.remove(&k.1) {
-            if let Some(cats) = categories_of.remove(&k.1) {
-                page_categories.insert(k.1.clone(), cats);
-            }
+            let ids = row
+                .categories
+                .iter()
+                .filter_map(|p| reference.categories().get(usize::from(*p)))
+                .map(|c| c.id.clone())
+                .collect();
+            page_categories.insert(k.1.clone(), ids);
             coaches.push(m);
             cursors.push(encode_cursor(&Cursor {
                 s: sort,

@@ -26,16 +26,6 @@ impl Guard for RoleGuard {
     }
 }
 
-/// Object-level check: the caller owns the object, or is an admin.
-pub fn ensure_owner_or_admin(ctx: &Context<'_>, owner_id: &str) -> crate::error::AppResult<()> {
-    let user = ctx.current_user()?;
-    if user.id == owner_id || user.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("not yours"))
-    }
-}
-
 /// Counts one attempt in each listed bucket (keyed by client IP, or by the
 /// given key); the first empty bucket refuses with `RATE_LIMITED`, and the
 /// refusal is audited.

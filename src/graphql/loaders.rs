@@ -252,13 +252,6 @@ impl ReviewCache {
             }
         }
     }
-
-    /// Forgets everything (after a review changes).
-    pub fn clear(&self) {
-        if let Ok(mut map) = self.0.lock() {
-            map.clear();
-        }
-    }
 }
 
 impl Loader<ReviewKey> for ReviewsByCoach {

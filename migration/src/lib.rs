@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261121_000001_create_foundation;
 mod m20261121_000002_create_coaches;
 mod m20261122_000003_create_bookings;
+mod m20261122_000004_announce_listing_changes;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_create_foundation::Migration),
             Box::new(m20261121_000002_create_coaches::Migration),
             Box::new(m20261122_000003_create_bookings::Migration),
+            Box::new(m20261122_000004_announce_listing_changes::Migration),
         ]
     }
 }

@@ -9,16 +9,16 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::coach::CoachStatus;
 use crate::domain::listing::{ListingIndex, ListingRow};
 use crate::domain::reference::ReferenceData;
 use crate::error::{AppError, AppResult};
-use entity::coach_profiles::{self, Column as C};
+use entity::coach_profiles;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Sort {
@@ -50,7 +50,7 @@ struct Cursor {
 pub struct Page {
     /// Category ids of each listed coach, from the index (saves a query).
     pub categories: HashMap<String, Vec<String>>,
-    pub coaches: Vec<coach_profiles::Model>,
+    pub coaches: Vec<Arc<coach_profiles::Model>>,
     pub cursors: Vec<String>,
     pub has_next: bool,
     pub total_count: u64,
@@ -89,12 +89,7 @@ fn decode_cursor(raw: &str, sort: Sort) -> AppResult<Cursor> {
     let bad = || AppError::bad_input("after", "this cursor does not belong to this listing");
     let bytes = B64.decode(raw.trim()).map_err(|_| bad())?;
     let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    let expected_len = match sort {
-        Sort::Relevance => 3,
-        Sort::Rating | Sort::PriceLow | Sort::PriceHigh => 2,
-        Sort::Newest => 1,
-    };
-    if c.s != sort || c.k.len() != expected_len {
+    if c.s != sort || c.k.len() != int_keys(sort) + 1 {
         return Err(bad());
     }
     // Every key is an integer but the last, which is the id.
@@ -106,35 +101,45 @@ fn decode_cursor(raw: &str, sort: Sort) -> AppResult<Cursor> {
 }
 
 /// Where a row stands in a listing: the sort key, compared as a tuple.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Key(Vec<i64>, String);
+/// Sorts with fewer than two integer keys leave the rest at 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Key<'a>([i64; 2], &'a str);
 
-fn key_of(sort: Sort, row: &ListingRow, as_of: i64) -> Key {
-    let sponsored = i64::from(row.sponsored_until_s.is_some_and(|u| u > as_of));
-    let ints = match sort {
-        Sort::Relevance => vec![sponsored, row.rating_score],
-        Sort::Rating => vec![row.rating_score],
-        Sort::PriceLow | Sort::PriceHigh => vec![row.hourly_rate_minor],
-        Sort::Newest => vec![],
-    };
-    Key(ints, row.id.clone())
+/// How many integer keys precede the id in `sort`'s key.
+fn int_keys(sort: Sort) -> usize {
+    match sort {
+        Sort::Relevance => 2,
+        Sort::Rating | Sort::PriceLow | Sort::PriceHigh => 1,
+        Sort::Newest => 0,
+    }
 }
 
-fn key_json(k: &Key) -> Vec<serde_json::Value> {
-    k.0.iter()
+fn key_of(sort: Sort, row: &ListingRow, as_of: i64) -> Key<'_> {
+    let sponsored = i64::from(row.sponsored_until_s.is_some_and(|u| u > as_of));
+    let ints = match sort {
+        Sort::Relevance => [sponsored, row.rating_score],
+        Sort::Rating => [row.rating_score, 0],
+        Sort::PriceLow | Sort::PriceHigh => [row.hourly_rate_minor, 0],
+        Sort::Newest => [0, 0],
+    };
+    Key(ints, &row.id)
+}
+
+fn key_json(sort: Sort, k: &Key) -> Vec<serde_json::Value> {
+    k.0[..int_keys(sort)]
+        .iter()
         .map(|v| serde_json::json!(v))
         .chain(std::iter::once(serde_json::json!(k.1)))
         .collect()
 }
 
-fn key_from_cursor(c: &Cursor) -> Key {
+fn key_from_cursor(c: &Cursor) -> Key<'_> {
     let (last, ints) = c.k.split_last().unwrap_or((&serde_json::Value::Null, &[]));
-    Key(
-        ints.iter()
-            .map(|v| v.as_i64().unwrap_or_default())
-            .collect(),
-        last.as_str().unwrap_or_default().to_string(),
-    )
+    let mut out = [0; 2];
+    for (slot, v) in out.iter_mut().zip(ints) {
+        *slot = v.as_i64().unwrap_or_default();
+    }
+    Key(out, last.as_str().unwrap_or_default())
 }
 
 fn ascending(sort: Sort) -> bool {
@@ -143,14 +148,12 @@ fn ascending(sort: Sort) -> bool {
 
 /// The public coaches matching `filter`, one page in `sort` order.
 ///
-/// Filtering and ordering run over the in-memory [`ListingIndex`] (a
-/// snapshot of public profiles, reloaded after local changes and every few
-/// seconds); the page's rows are then read from the database by id, which
-/// re-checks that each is still public, so a stale snapshot can delay a new
-/// listing by seconds but never show a profile that has left search.
+/// Filtering, ordering and the page's profiles all come from the in-memory
+/// [`ListingIndex`]: a snapshot of public profiles that every change of a
+/// listing marks stale (see its module), so a page runs no statement.
 pub async fn search(
     db: &DatabaseConnection,
-    index: &ListingIndex,
+    index: &Arc<ListingIndex>,
     reference: &ReferenceData,
     filter: &Filter,
     sort: Sort,
@@ -169,7 +172,6 @@ pub async fn search(
     let as_of_s = as_of.timestamp();
     let after_key = cursor.as_ref().map(key_from_cursor);
     let mut total_count = 0u64;
-    // Each candidate keeps its index row, for the page's categories later.
     let mut candidates: Vec<(Key, &ListingRow)> = Vec::new();
     let rows = snapshot.candidates(matcher.market_id.as_deref(), matcher.category);
     for row in rows.filter(|r| matcher.matches(r)) {
@@ -199,47 +201,29 @@ pub async fn search(
     candidates.sort_by(order);
     let has_next = candidates.len() > limit;
     candidates.truncate(limit);
-    let mut by_id: HashMap<String, coach_profiles::Model> = if candidates.is_empty() {
-        HashMap::new()
-    } else {
-        // By primary key only, and visibility checked here: with the status
-        // in the WHERE clause PostgreSQL may prefer scanning the status index.
-        coach_profiles::Entity::find()
-            .filter(C::Id.is_in(candidates.iter().map(|(k, _)| k.1.clone())))
-            .all(db)
-            .await?
-            .into_iter()
-            .filter(|m| m.published && m.status == CoachStatus::Approved.as_str())
-            .map(|m| (m.id.clone(), m))
-            .collect()
-    };
-    let mut page_categories = HashMap::with_capacity(candidates.len());
-    let mut coaches = Vec::with_capacity(candidates.len());
-    let mut cursors = Vec::with_capacity(candidates.len());
-    for (k, row) in &candidates {
-        if let Some(m) = by_id.remove(&k.1) {
-            let ids = row
-                .categories
-                .iter()
-                .filter_map(|p| reference.categories().get(usize::from(*p)))
-                .map(|c| c.id.clone())
-                .collect();
-            page_categories.insert(k.1.clone(), ids);
-            coaches.push(m);
-            cursors.push(encode_cursor(&Cursor {
-                s: sort,
-                k: key_json(k),
-                t: as_of.timestamp_millis(),
-            }));
-        }
-    }
-    Ok(Page {
-        categories: page_categories,
-        coaches,
-        cursors,
+    let mut page = Page {
+        categories: HashMap::with_capacity(candidates.len()),
+        coaches: Vec::with_capacity(candidates.len()),
+        cursors: Vec::with_capacity(candidates.len()),
         has_next,
         total_count,
-    })
+    };
+    for (k, row) in &candidates {
+        let ids = row
+            .categories
+            .iter()
+            .filter_map(|p| reference.categories().get(usize::from(*p)))
+            .map(|c| c.id.clone())
+            .collect();
+        page.categories.insert(row.id.clone(), ids);
+        page.coaches.push(row.profile.clone());
+        page.cursors.push(encode_cursor(&Cursor {
+            s: sort,
+            k: key_json(sort, k),
+            t: as_of.timestamp_millis(),
+        }));
+    }
+    Ok(page)
 }
 
 /// A validated filter, ready to test rows.

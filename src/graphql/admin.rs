@@ -41,7 +41,7 @@ impl AdminQuery {
             },
         );
         for (m, c) in page.items.into_iter().zip(page.cursors) {
-            conn.edges.push(Edge::new(c, Coach(m)));
+            conn.edges.push(Edge::new(c, Coach::from(m)));
         }
         Ok(conn)
     }
@@ -97,7 +97,7 @@ impl AdminMutation {
         )
         .await?;
         state.listings.invalidate();
-        Ok(Coach(changed))
+        Ok(Coach::from(changed))
     }
 
     #[graphql(guard = "RoleGuard::Only(DomainRole::Admin)")]
@@ -114,7 +114,7 @@ impl AdminMutation {
         )
         .await?;
         state.listings.invalidate();
-        Ok(Coach(changed))
+        Ok(Coach::from(changed))
     }
 
     /// Cuts off every token of the user at once; a coach leaves search.

@@ -80,7 +80,9 @@ fn money(amount_minor: i64, currency: &str) -> Money {
 
 async fn coach_of(ctx: &Context<'_>, coach_id: &str) -> Result<Coach> {
     let state = ctx.state()?;
-    Ok(Coach(crate::domain::coach::get(&state.db, coach_id).await?))
+    Ok(Coach::from(
+        crate::domain::coach::get(&state.db, coach_id).await?,
+    ))
 }
 
 pub struct Hold(pub holds::Model);

@@ -168,7 +168,14 @@ impl Package {
     }
 }
 
-pub struct Coach(pub coach_profiles::Model);
+/// Shared: a search page serves the index's copy of each profile.
+pub struct Coach(pub std::sync::Arc<coach_profiles::Model>);
+
+impl From<coach_profiles::Model> for Coach {
+    fn from(m: coach_profiles::Model) -> Self {
+        Coach(std::sync::Arc::new(m))
+    }
+}
 
 fn loaders<'a>(ctx: &'a Context<'_>) -> Result<&'a Loaders> {
     ctx.data_opt::<Loaders>()
@@ -418,7 +425,7 @@ impl CoachQuery {
         let state = ctx.state()?;
         Ok(domain::find_visible(&state.db, &id, viewer(ctx))
             .await?
-            .map(Coach))
+            .map(Coach::from))
     }
 
     /// The caller's own coach profile, if any.
@@ -427,7 +434,7 @@ impl CoachQuery {
         let state = ctx.state()?;
         Ok(domain::find_by_user(&state.db, &ctx.current_user()?.id)
             .await?
-            .map(Coach))
+            .map(Coach::from))
     }
 
     async fn available_slots(
@@ -534,7 +541,7 @@ impl CoachMutation {
         )
         .await?;
         state.listings.invalidate();
-        Ok(Coach(model))
+        Ok(Coach::from(model))
     }
 
     /// Replaces all availability rules.
@@ -549,7 +556,7 @@ impl CoachMutation {
             .into_iter()
             .map(|r| (r.weekday, r.start_time, r.end_time))
             .collect();
-        Ok(Coach(
+        Ok(Coach::from(
             domain::set_availability(&state.db, ctx.current_user()?, &raw).await?,
         ))
     }
@@ -559,7 +566,7 @@ impl CoachMutation {
     async fn submit_coach_profile(&self, ctx: &Context<'_>) -> Result<Coach> {
         let state = ctx.state()?;
         let ip = ctx.request()?.ip_string();
-        Ok(Coach(
+        Ok(Coach::from(
             domain::submit(&state.db, ctx.current_user()?, ip.as_deref()).await?,
         ))
     }
@@ -570,6 +577,6 @@ impl CoachMutation {
         let state = ctx.state()?;
         let coach = domain::publish(&state.db, ctx.current_user()?, published).await?;
         state.listings.invalidate();
-        Ok(Coach(coach))
+        Ok(Coach::from(coach))
     }
 }

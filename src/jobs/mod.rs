@@ -13,7 +13,12 @@ use crate::app::AppState;
 pub fn spawn(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(housekeeping(state.clone(), stop.clone())),
-        tokio::spawn(bookings(state, stop)),
+        tokio::spawn(bookings(state.clone(), stop.clone())),
+        tokio::spawn(crate::domain::listing::listen(
+            state.listings.clone(),
+            state.db.clone(),
+            stop,
+        )),
     ]
 }
 

@@ -146,6 +146,17 @@ pub async fn spawn_with_settings(
     let server = tokio::spawn(app::serve(built, listener, async {
         let _ = rx.await;
     }));
+    // On PostgreSQL, wait until other writers' listing changes are heard, so
+    // a test's first search is not reloaded under it when listening starts.
+    if state.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        for _ in 0..500 {
+            if state.listings.is_listening() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(state.listings.is_listening(), "search index listener");
+    }
     TestApp {
         base: format!("http://{addr}"),
         client: reqwest::Client::builder()

@@ -2,7 +2,7 @@
 //! hostile strings, and the statement count that proves there is no N+1.
 
 use chrono::{Duration, Utc};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, code, field, spawn_app};
@@ -510,4 +510,114 @@ async fn a_page_of_50_runs_as_few_statements_as_a_page_of_5() {
     .await
     .unwrap();
     assert_eq!(after, before + 1, "db has {db_count}");
+}
+
+/// A search page comes from the in-memory index: once it is loaded, a page
+/// of cards runs no statement at all.
+#[tokio::test]
+async fn a_page_of_cards_runs_no_statement() {
+    let app = spawn_app().await;
+    for i in 0..30 {
+        let name: &'static str = Box::leak(format!("Card Coach {i:02}").into_boxed_str());
+        insert(&app, spec(name)).await;
+    }
+    let query = "{ searchCoaches(first: 25) { totalCount edges { cursor node {
+        id displayName headline hourlyRate { amountMinor currency } ratingAverage
+        ratingCount isSponsored market { code currency } categories { slug name } } } } }";
+    app.gql(query, json!({})).await;
+    let before = app.statements();
+    let v = app.gql(query, json!({})).await;
+    assert!(v["errors"].is_null(), "{v}");
+    assert_eq!(
+        v["data"]["searchCoaches"]["edges"]
+            .as_array()
+            .unwrap()
+            .len(),
+        25
+    );
+    assert_eq!(app.statements() - before, 0);
+}
+
+/// Polls `names` until `done` holds, for up to five seconds.
+async fn eventually(app: &TestApp, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = names(app, json!({}), "NEWEST").await;
+        if done(&seen) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    seen
+}
+
+/// A listing changed behind this instance's back (by another instance, or
+/// by hand) leaves search within moments on PostgreSQL: the database
+/// announces the change. The index's age cannot be the reason here: it is
+/// set to an hour.
+#[tokio::test]
+async fn another_writers_change_reaches_search_at_once_on_postgres() {
+    let app = spawn_app().await;
+    let db = &app.state.db;
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        // SQLite is written by one server process, which tells its own index.
+        return;
+    }
+    app.state
+        .listings
+        .set_max_age(std::time::Duration::from_secs(3600));
+    let id = insert(&app, spec("Quiet Change")).await;
+    insert(&app, spec("Stays Listed")).await;
+    assert!(
+        names(&app, json!({}), "NEWEST")
+            .await
+            .contains(&"Quiet Change".to_string())
+    );
+
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DatabaseBackend::Postgres,
+        "UPDATE coach_profiles SET published = false WHERE id = $1",
+        [id.into()],
+    ))
+    .await
+    .unwrap();
+    let seen = eventually(&app, |n| !n.iter().any(|n| n == "Quiet Change")).await;
+    assert_eq!(seen, ["Stays Listed"]);
+
+    // A category change is announced too.
+    db.execute_raw(sea_orm::Statement::from_string(
+        sea_orm::DatabaseBackend::Postgres,
+        "DELETE FROM coach_categories",
+    ))
+    .await
+    .unwrap();
+    let mut empty = Vec::new();
+    for _ in 0..100 {
+        empty = names(&app, json!({ "categorySlug": "math" }), "NEWEST").await;
+        if empty.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(empty.is_empty(), "{empty:?}");
+}
+
+/// An index older than its maximum age is refreshed in the background:
+/// the safety net for a lost notification, or an SQLite file written by
+/// another process.
+#[tokio::test]
+async fn an_old_index_refreshes_itself() {
+    let app = spawn_app().await;
+    let id = insert(&app, spec("Goes Quiet")).await;
+    assert_eq!(names(&app, json!({}), "NEWEST").await, ["Goes Quiet"]);
+    app.state.listings.set_max_age(std::time::Duration::ZERO);
+    let mut m: entity::coach_profiles::ActiveModel =
+        maestro_hub::domain::coach::get(&app.state.db, &id)
+            .await
+            .unwrap()
+            .into();
+    m.published = Set(false);
+    m.update(&app.state.db).await.unwrap();
+    let seen = eventually(&app, <[String]>::is_empty).await;
+    assert!(seen.is_empty(), "{seen:?}");
 }

@@ -1,18 +1,20 @@
 //! Announces every change to a coach's listing (`coach_profiles`,
-//! `coach_categories`) on the `coach_listings` channel, so each server
-//! instance can drop its in-memory search index at once, whoever wrote the
-//! change. PostgreSQL only: SQLite is written by one process, which marks
-//! its own index stale.
+//! `coach_categories`) on the `coach_listings` channel, with the coach id
+//! as payload, so each server instance can refresh that coach in its
+//! in-memory search index at once, whoever wrote the change. A `TRUNCATE`
+//! announces an empty payload: everything changed. PostgreSQL only: SQLite
+//! is written by one process, which tells its own index.
 //!
-//! Statement triggers: one notification per statement, and PostgreSQL folds
-//! identical notifications of one transaction into one, sent on commit.
+//! Notifications are sent on commit (none for a rolled-back change), and
+//! PostgreSQL folds a transaction's identical ones into one.
 
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-const TABLES: [&str; 2] = ["coach_profiles", "coach_categories"];
+/// Each table with the column holding the coach id.
+const TABLES: [(&str, &str); 2] = [("coach_profiles", "id"), ("coach_categories", "coach_id")];
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -22,14 +24,25 @@ impl MigrationTrait for Migration {
         }
         let db = manager.get_connection();
         db.execute_unprepared(
-            "CREATE FUNCTION notify_coach_listings() RETURNS trigger LANGUAGE plpgsql AS $$ \
-             BEGIN PERFORM pg_notify('coach_listings', ''); RETURN NULL; END $$",
+            "CREATE FUNCTION announce_coach_listing() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN \
+               IF TG_LEVEL = 'STATEMENT' THEN PERFORM pg_notify('coach_listings', ''); \
+               ELSIF TG_OP = 'DELETE' THEN PERFORM pg_notify('coach_listings', to_jsonb(OLD) ->> TG_ARGV[0]); \
+               ELSE PERFORM pg_notify('coach_listings', to_jsonb(NEW) ->> TG_ARGV[0]); \
+               END IF; \
+               RETURN NULL; \
+             END $$",
         )
         .await?;
-        for table in TABLES {
+        for (table, column) in TABLES {
             db.execute_unprepared(&format!(
-                "CREATE TRIGGER {table}_announce AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE \
-                 ON {table} FOR EACH STATEMENT EXECUTE FUNCTION notify_coach_listings()"
+                "CREATE TRIGGER {table}_announce AFTER INSERT OR UPDATE OR DELETE ON {table} \
+                 FOR EACH ROW EXECUTE FUNCTION announce_coach_listing('{column}')"
+            ))
+            .await?;
+            db.execute_unprepared(&format!(
+                "CREATE TRIGGER {table}_announce_truncate AFTER TRUNCATE ON {table} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION announce_coach_listing('{column}')"
             ))
             .await?;
         }
@@ -41,13 +54,15 @@ impl MigrationTrait for Migration {
             return Ok(());
         }
         let db = manager.get_connection();
-        for table in TABLES {
-            db.execute_unprepared(&format!(
-                "DROP TRIGGER IF EXISTS {table}_announce ON {table}"
-            ))
-            .await?;
+        for (table, _) in TABLES {
+            for suffix in ["announce", "announce_truncate"] {
+                db.execute_unprepared(&format!(
+                    "DROP TRIGGER IF EXISTS {table}_{suffix} ON {table}"
+                ))
+                .await?;
+            }
         }
-        db.execute_unprepared("DROP FUNCTION IF EXISTS notify_coach_listings()")
+        db.execute_unprepared("DROP FUNCTION IF EXISTS announce_coach_listing()")
             .await?;
         Ok(())
     }

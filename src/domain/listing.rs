@@ -13,7 +13,7 @@
 //! while the listener reconnects, and for SQLite files written by another
 //! process.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -47,7 +47,7 @@ pub struct ListingRow {
 }
 
 pub struct Snapshot {
-    pub rows: Vec<ListingRow>,
+    pub rows: Vec<Arc<ListingRow>>,
     /// Row positions per market, per category, and per (market, category):
     /// a filtered search walks only its bucket.
     by_market: HashMap<String, Vec<usize>>,
@@ -57,7 +57,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    fn new(rows: Vec<ListingRow>, loaded_at: Instant) -> Self {
+    fn new(rows: Vec<Arc<ListingRow>>, loaded_at: Instant) -> Self {
         let mut by_market: HashMap<String, Vec<usize>> = HashMap::new();
         let mut by_category: HashMap<u16, Vec<usize>> = HashMap::new();
         let mut by_market_category: HashMap<(String, u16), Vec<usize>> = HashMap::new();
@@ -91,27 +91,49 @@ impl Snapshot {
             (Some(m), Some(c)) => self.by_market_category.get(&(m.to_string(), c)),
             (Some(m), None) => self.by_market.get(m),
             (None, Some(c)) => self.by_category.get(&c),
-            (None, None) => return Box::new(self.rows.iter()),
+            (None, None) => return Box::new(self.rows.iter().map(|r| &**r)),
         };
         match bucket {
-            Some(ids) => Box::new(ids.iter().map(|&i| &self.rows[i])),
+            Some(ids) => Box::new(ids.iter().map(|&i| &*self.rows[i])),
             None => Box::new(std::iter::empty()),
         }
     }
 }
 
+/// Changes announced since the snapshot was made.
+#[derive(Default)]
+struct Pending {
+    /// Anything may have changed: reload everything.
+    all: bool,
+    /// These coaches changed: reload just them.
+    coaches: HashSet<String>,
+}
+
+/// Past this many changed coaches, one full reload is cheaper.
+const MAX_PARTIAL: usize = 1000;
+
 pub struct ListingIndex {
     reference: ReferenceData,
     current: RwLock<Option<Arc<Snapshot>>>,
-    /// Set by every announced change; cleared when a reload starts.
-    stale: AtomicBool,
-    /// Held by the one reload running at a time.
+    pending: std::sync::Mutex<Pending>,
+    /// `pending` holds something (read on every search without the lock).
+    dirty: AtomicBool,
+    /// Held by the one load running at a time.
     reloading: Mutex<()>,
     /// An age-driven refresh is under way in the background.
     refreshing: AtomicBool,
     max_age_ms: AtomicU64,
     /// Notifications of other writers' changes are being received.
     listening: AtomicBool,
+    full_loads: AtomicU64,
+    partial_loads: AtomicU64,
+}
+
+/// How often the index was loaded whole, and how often in part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loads {
+    pub full: u64,
+    pub partial: u64,
 }
 
 impl ListingIndex {
@@ -119,18 +141,47 @@ impl ListingIndex {
         ListingIndex {
             reference,
             current: RwLock::new(None),
-            stale: AtomicBool::new(true),
+            pending: std::sync::Mutex::new(Pending {
+                all: true,
+                coaches: HashSet::new(),
+            }),
+            dirty: AtomicBool::new(true),
             reloading: Mutex::new(()),
             refreshing: AtomicBool::new(false),
             max_age_ms: AtomicU64::new(MAX_AGE.as_millis() as u64),
             listening: AtomicBool::new(false),
+            full_loads: AtomicU64::new(0),
+            partial_loads: AtomicU64::new(0),
         }
     }
 
-    /// Marks the index stale: no search starting after this is served from
-    /// the current snapshot; the next one reloads it and the others wait.
+    fn mark(&self, change: impl FnOnce(&mut Pending)) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut p);
+        if p.coaches.len() > MAX_PARTIAL {
+            p.all = true;
+        }
+        if p.all {
+            p.coaches.clear();
+        }
+        // Under the lock, so taking the changes and clearing this agree.
+        self.dirty.store(true, Ordering::SeqCst);
+    }
+
+    /// Marks the whole index stale: no search starting after this is served
+    /// from the current snapshot; the next one reloads it, the others wait.
     pub fn invalidate(&self) {
-        self.stale.store(true, Ordering::SeqCst);
+        self.mark(|p| p.all = true);
+    }
+
+    /// Marks one coach's listing stale, with the same promise as
+    /// [`invalidate`](Self::invalidate); only that coach is reloaded.
+    pub fn invalidate_coach(&self, coach_id: &str) {
+        self.mark(|p| {
+            if !p.all {
+                p.coaches.insert(coach_id.to_string());
+            }
+        });
     }
 
     /// How old a snapshot may get before it is refreshed in the background.
@@ -142,6 +193,13 @@ impl ListingIndex {
     /// Whether [`listen`] is receiving other writers' changes.
     pub fn is_listening(&self) -> bool {
         self.listening.load(Ordering::SeqCst)
+    }
+
+    pub fn loads(&self) -> Loads {
+        Loads {
+            full: self.full_loads.load(Ordering::SeqCst),
+            partial: self.partial_loads.load(Ordering::SeqCst),
+        }
     }
 
     /// Marks the index stale if its snapshot was loaded before `t` (when
@@ -156,88 +214,151 @@ impl ListingIndex {
         self.current.read().ok().and_then(|c| c.clone())
     }
 
-    /// The current snapshot. A stale one (a change was announced) is
-    /// reloaded first, by one request while the others wait for it; an old
-    /// one is served while a background task refreshes it.
+    fn store(&self, snapshot: Snapshot) -> Arc<Snapshot> {
+        let snapshot = Arc::new(snapshot);
+        if let Ok(mut current) = self.current.write() {
+            *current = Some(snapshot.clone());
+        }
+        snapshot
+    }
+
+    /// The current snapshot. Announced changes are applied first, by one
+    /// request while the others wait for it; an old snapshot is served
+    /// while a background task reloads it.
     pub async fn snapshot(self: &Arc<Self>, db: &DatabaseConnection) -> AppResult<Arc<Snapshot>> {
-        if !self.stale.load(Ordering::SeqCst)
+        if !self.dirty.load(Ordering::SeqCst)
             && let Some(s) = self.current()
         {
             let max_age = Duration::from_millis(self.max_age_ms.load(Ordering::Relaxed));
             if s.loaded_at.elapsed() >= max_age && !self.refreshing.swap(true, Ordering::SeqCst) {
                 let (index, db) = (self.clone(), db.clone());
                 tokio::spawn(async move {
-                    let _guard = index.reloading.lock().await;
-                    if let Err(err) = index.reload(&db).await {
-                        tracing::warn!(error = ?err, "search index refresh failed; will retry");
-                    }
+                    index.refresh(&db).await;
                     index.refreshing.store(false, Ordering::SeqCst);
                 });
             }
             return Ok(s);
         }
         let _guard = self.reloading.lock().await;
-        // Another request may have reloaded while this one waited.
-        if !self.stale.load(Ordering::SeqCst)
+        // Another request may have applied the changes while this one waited.
+        if !self.dirty.load(Ordering::SeqCst)
             && let Some(s) = self.current()
         {
             return Ok(s);
         }
-        self.reload(db).await
-    }
-
-    /// Loads a new snapshot; the caller holds `reloading`.
-    async fn reload(&self, db: &DatabaseConnection) -> AppResult<Arc<Snapshot>> {
-        // Cleared before reading: a change announced during the load marks it stale again.
-        self.stale.store(false, Ordering::SeqCst);
-        match self.load(db).await {
-            Ok(snapshot) => {
-                let snapshot = Arc::new(snapshot);
-                if let Ok(mut current) = self.current.write() {
-                    *current = Some(snapshot.clone());
-                }
-                Ok(snapshot)
-            }
+        let pending = self.take_pending();
+        let loaded = match self.current() {
+            Some(current) if !pending.all && pending.coaches.is_empty() => return Ok(current),
+            Some(current) if !pending.all => self.apply(db, &current, &pending.coaches).await,
+            _ => self.load(db).await,
+        };
+        match loaded {
+            Ok(snapshot) => Ok(self.store(snapshot)),
             Err(e) => {
-                self.stale.store(true, Ordering::SeqCst);
+                // Put the changes back, so the next search tries again.
+                self.mark(|p| {
+                    p.all |= pending.all;
+                    p.coaches.extend(pending.coaches);
+                });
                 Err(e)
             }
         }
     }
 
+    /// Takes the announced changes; the caller holds `reloading`. A change
+    /// announced from here on marks the index dirty again.
+    fn take_pending(&self) -> Pending {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        self.dirty.store(false, Ordering::SeqCst);
+        std::mem::take(&mut *p)
+    }
+
+    /// The background reload of an old snapshot. Announced changes stay
+    /// pending: the next search applies them over this snapshot.
+    async fn refresh(&self, db: &DatabaseConnection) {
+        let _guard = self.reloading.lock().await;
+        match self.load(db).await {
+            Ok(snapshot) => {
+                self.store(snapshot);
+            }
+            Err(err) => tracing::warn!(error = ?err, "search index refresh failed; will retry"),
+        }
+    }
+
+    /// Every public listing, with its categories.
     async fn load(&self, db: &DatabaseConnection) -> AppResult<Snapshot> {
         use coach_profiles::Column as C;
         let loaded_at = Instant::now();
-        let rows = coach_profiles::Entity::find()
+        let profiles = coach_profiles::Entity::find()
             .filter(C::Status.eq(CoachStatus::Approved.as_str()))
             .filter(C::Published.eq(true))
             .all(db)
             .await?;
-        let mut categories: std::collections::HashMap<String, Vec<u16>> =
-            std::collections::HashMap::new();
-        for link in coach_categories::Entity::find().all(db).await? {
+        let links = coach_categories::Entity::find().all(db).await?;
+        self.full_loads.fetch_add(1, Ordering::SeqCst);
+        Ok(Snapshot::new(self.rows_of(profiles, links), loaded_at))
+    }
+
+    /// `current` with the listings of `coaches` read afresh (those no longer
+    /// public drop out). Keeps `current`'s age: only a full load renews it.
+    async fn apply(
+        &self,
+        db: &DatabaseConnection,
+        current: &Snapshot,
+        coaches: &HashSet<String>,
+    ) -> AppResult<Snapshot> {
+        use coach_profiles::Column as C;
+        let profiles = coach_profiles::Entity::find()
+            .filter(C::Id.is_in(coaches.iter().cloned()))
+            .filter(C::Status.eq(CoachStatus::Approved.as_str()))
+            .filter(C::Published.eq(true))
+            .all(db)
+            .await?;
+        let links = coach_categories::Entity::find()
+            .filter(coach_categories::Column::CoachId.is_in(coaches.iter().cloned()))
+            .all(db)
+            .await?;
+        let mut rows: Vec<Arc<ListingRow>> = current
+            .rows
+            .iter()
+            .filter(|r| !coaches.contains(&r.id))
+            .cloned()
+            .collect();
+        rows.extend(self.rows_of(profiles, links));
+        self.partial_loads.fetch_add(1, Ordering::SeqCst);
+        Ok(Snapshot::new(rows, current.loaded_at))
+    }
+
+    fn rows_of(
+        &self,
+        profiles: Vec<coach_profiles::Model>,
+        links: Vec<coach_categories::Model>,
+    ) -> Vec<Arc<ListingRow>> {
+        let mut categories: HashMap<String, Vec<u16>> = HashMap::new();
+        for link in links {
             if let Some(pos) = self.reference.category_position_by_id(&link.category_id) {
                 categories.entry(link.coach_id).or_default().push(pos);
             }
         }
-        let rows = rows
+        profiles
             .into_iter()
-            .map(|r| ListingRow {
-                categories: categories.remove(&r.id).unwrap_or_default(),
-                id: r.id.clone(),
-                market_id: r.market_id.clone(),
-                display_name: r.display_name.to_lowercase(),
-                headline: r.headline.to_lowercase(),
-                bio: r.bio.to_lowercase(),
-                hourly_rate_minor: r.hourly_rate_minor,
-                rating_score: r.rating_score,
-                rating_count: i64::from(r.rating_count),
-                rating_sum: r.rating_sum,
-                sponsored_until_s: r.sponsored_until.map(|t| t.timestamp()),
-                profile: Arc::new(r),
+            .map(|r| {
+                Arc::new(ListingRow {
+                    categories: categories.remove(&r.id).unwrap_or_default(),
+                    id: r.id.clone(),
+                    market_id: r.market_id.clone(),
+                    display_name: r.display_name.to_lowercase(),
+                    headline: r.headline.to_lowercase(),
+                    bio: r.bio.to_lowercase(),
+                    hourly_rate_minor: r.hourly_rate_minor,
+                    rating_score: r.rating_score,
+                    rating_count: i64::from(r.rating_count),
+                    rating_sum: r.rating_sum,
+                    sponsored_until_s: r.sponsored_until.map(|t| t.timestamp()),
+                    profile: Arc::new(r),
+                })
             })
-            .collect();
-        Ok(Snapshot::new(rows, loaded_at))
+            .collect()
     }
 }
 
@@ -274,7 +395,9 @@ pub async fn listen(
                 loop {
                     tokio::select! {
                         next = listener.try_recv() => match next {
-                            Ok(Some(_)) => index.invalidate(),
+                            // The payload names the coach; empty means all.
+                            Ok(Some(n)) if n.payload().is_empty() => index.invalidate(),
+                            Ok(Some(n)) => index.invalidate_coach(n.payload()),
                             // The connection dropped: listen afresh.
                             Ok(None) => break,
                             Err(err) => {

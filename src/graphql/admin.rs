@@ -96,7 +96,7 @@ impl AdminMutation {
             ip.as_deref(),
         )
         .await?;
-        state.listings.invalidate();
+        state.listings.invalidate_coach(&changed.id);
         Ok(Coach::from(changed))
     }
 
@@ -113,7 +113,7 @@ impl AdminMutation {
             ip.as_deref(),
         )
         .await?;
-        state.listings.invalidate();
+        state.listings.invalidate_coach(&changed.id);
         Ok(Coach::from(changed))
     }
 

@@ -540,7 +540,7 @@ impl CoachMutation {
             },
         )
         .await?;
-        state.listings.invalidate();
+        state.listings.invalidate_coach(&model.id);
         Ok(Coach::from(model))
     }
 
@@ -576,7 +576,7 @@ impl CoachMutation {
     async fn publish_coach_profile(&self, ctx: &Context<'_>, published: bool) -> Result<Coach> {
         let state = ctx.state()?;
         let coach = domain::publish(&state.db, ctx.current_user()?, published).await?;
-        state.listings.invalidate();
+        state.listings.invalidate_coach(&coach.id);
         Ok(Coach::from(coach))
     }
 }

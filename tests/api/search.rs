@@ -465,6 +465,10 @@ const FULL_PAGE: &str = "query($n: Int) { searchCoaches(first: $n) {
 #[tokio::test]
 async fn a_page_of_50_runs_as_few_statements_as_a_page_of_5() {
     let app = spawn_app().await;
+    // No background refresh of an old index may run inside a measurement.
+    app.state
+        .listings
+        .set_max_age(std::time::Duration::from_secs(3600));
     let report = maestro_hub::seed::seed_demo(&app.state.db, &app.state.reference, 60, 5, 7)
         .await
         .unwrap();
@@ -517,6 +521,10 @@ async fn a_page_of_50_runs_as_few_statements_as_a_page_of_5() {
 #[tokio::test]
 async fn a_page_of_cards_runs_no_statement() {
     let app = spawn_app().await;
+    // No background refresh of an old index may run inside a measurement.
+    app.state
+        .listings
+        .set_max_age(std::time::Duration::from_secs(3600));
     for i in 0..30 {
         let name: &'static str = Box::leak(format!("Card Coach {i:02}").into_boxed_str());
         insert(&app, spec(name)).await;
@@ -573,6 +581,7 @@ async fn another_writers_change_reaches_search_at_once_on_postgres() {
             .await
             .contains(&"Quiet Change".to_string())
     );
+    let loads = app.state.listings.loads();
 
     db.execute_raw(sea_orm::Statement::from_sql_and_values(
         sea_orm::DatabaseBackend::Postgres,
@@ -583,6 +592,10 @@ async fn another_writers_change_reaches_search_at_once_on_postgres() {
     .unwrap();
     let seen = eventually(&app, |n| !n.iter().any(|n| n == "Quiet Change")).await;
     assert_eq!(seen, ["Stays Listed"]);
+    // Only the changed coach was read again.
+    let now = app.state.listings.loads();
+    assert_eq!(now.full, loads.full, "{loads:?} -> {now:?}");
+    assert!(now.partial > loads.partial, "{loads:?} -> {now:?}");
 
     // A category change is announced too.
     db.execute_raw(sea_orm::Statement::from_string(
@@ -620,4 +633,43 @@ async fn an_old_index_refreshes_itself() {
     m.update(&app.state.db).await.unwrap();
     let seen = eventually(&app, <[String]>::is_empty).await;
     assert!(seen.is_empty(), "{seen:?}");
+}
+
+/// A change made through the API shows on the very next search, from any
+/// request, and only that coach is read again.
+#[tokio::test]
+async fn own_changes_show_at_once_and_reload_one_coach() {
+    let app = spawn_app().await;
+    // No background refresh of an old index may run between the counts.
+    app.state
+        .listings
+        .set_max_age(std::time::Duration::from_secs(3600));
+    let admin = app.admin_token().await;
+    insert(&app, spec("Already Listed")).await;
+    let (token, _) = app
+        .public_coach(
+            &admin,
+            "maya@example.com",
+            "US",
+            crate::helpers::profile_input("America/New_York"),
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        names(&app, json!({}), "NEWEST").await,
+        ["Maya Rivers", "Already Listed"]
+    );
+    let loads = app.state.listings.loads();
+    let v = app
+        .gql_as(
+            Some(&token),
+            "mutation { publishCoachProfile(published: false) { published } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["data"]["publishCoachProfile"]["published"], false, "{v}");
+    assert_eq!(names(&app, json!({}), "NEWEST").await, ["Already Listed"]);
+    let now = app.state.listings.loads();
+    assert_eq!(now.full, loads.full, "{loads:?} -> {now:?}");
+    assert!(now.partial > loads.partial, "{loads:?} -> {now:?}");
 }

@@ -475,7 +475,7 @@ async fn a_page_of_50_runs_as_few_statements_as_a_page_of_5() {
     assert!(report.reviews > 100);
     app.state.listings.invalidate();
     // The first search loads the index (two statements, then again only
-    // every few seconds or after a change); measure pages after that.
+    // after a change); measure pages after that.
     app.gql("{ searchCoaches(first: 1) { totalCount } }", json!({}))
         .await;
     let mut counts = Vec::new();

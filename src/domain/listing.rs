@@ -382,6 +382,8 @@ pub async fn listen(
         return;
     }
     let pool = db.get_postgres_connection_pool().clone();
+    // Between attempts to connect: doubles up to 30 s while they fail.
+    let mut pause = Duration::from_secs(1);
     loop {
         let connected = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
@@ -394,6 +396,8 @@ pub async fn listen(
         };
         match &mut listener {
             Ok((listener, since)) => {
+                pause = Duration::from_secs(1);
+                // Changes announced while nobody listened were lost.
                 index.invalidate_if_loaded_before(*since);
                 index.listening.store(true, Ordering::SeqCst);
                 loop {
@@ -412,15 +416,15 @@ pub async fn listen(
                         _ = stop.changed() => return,
                     }
                 }
+                index.listening.store(false, Ordering::SeqCst);
             }
             Err(err) => {
-                tracing::warn!(error = %err, "search index listener cannot connect; retrying");
+                tracing::warn!(error = %err, retry_in = ?pause, "search index listener cannot connect");
+                pause = (pause * 2).min(Duration::from_secs(30));
             }
         }
-        index.listening.store(false, Ordering::SeqCst);
-        index.invalidate();
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = stop.changed() => return,
         }
     }

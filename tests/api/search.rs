@@ -671,3 +671,47 @@ async fn own_changes_show_at_once_and_reload_one_coach() {
     assert_eq!(now.full, loads.full, "{loads:?} -> {now:?}");
     assert!(now.partial > loads.partial, "{loads:?} -> {now:?}");
 }
+
+/// Changes announced while the listener was away are lost; when it is
+/// back, everything loaded before is read again.
+#[tokio::test]
+async fn a_listener_that_reconnects_catches_up() {
+    let app = spawn_app().await;
+    let db = &app.state.db;
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return;
+    }
+    let listings = &app.state.listings;
+    listings.set_max_age(std::time::Duration::from_secs(3600));
+    let id = insert(&app, spec("Missed Change")).await;
+    insert(&app, spec("Stays Listed")).await;
+    assert_eq!(names(&app, json!({}), "NEWEST").await.len(), 2);
+
+    let sql = |text: &str| {
+        sea_orm::Statement::from_string(sea_orm::DatabaseBackend::Postgres, text.to_string())
+    };
+    db.execute_raw(sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    ))
+    .await
+    .unwrap();
+    let until = |want: bool| async move {
+        for _ in 0..250 {
+            if listings.is_listening() == want {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        false
+    };
+    assert!(until(false).await, "the listener noticed");
+    db.execute_raw(sql(&format!(
+        "UPDATE coach_profiles SET published = false WHERE id = '{id}'"
+    )))
+    .await
+    .unwrap();
+    assert!(until(true).await, "the listener is back");
+    let seen = eventually(&app, json!({}), |n| n.len() == 1).await;
+    assert_eq!(seen, ["Stays Listed"]);
+}

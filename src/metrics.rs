@@ -1,14 +1,18 @@
 //! Prometheus metrics: GraphQL request counts and latency per operation
-//! name, and database pool gauges (read at scrape time).
+//! name; database pool, statement and search index figures (read at
+//! scrape time).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use sea_orm::DatabaseConnection;
+
+use crate::domain::listing::ListingIndex;
 
 /// Operation names come from clients; past this many distinct names new
 /// ones are counted as `other`, so a client cannot grow memory without end.
@@ -21,6 +25,8 @@ pub struct Metrics {
     pool_size: IntGauge,
     pool_idle: IntGauge,
     statements: IntGauge,
+    index_loads: IntGaugeVec,
+    index_listening: IntGauge,
     seen_operations: Mutex<HashSet<String>>,
 }
 
@@ -52,6 +58,19 @@ impl Metrics {
         registry.register(Box::new(pool_idle.clone()))?;
         let statements = IntGauge::new("db_statements_total", "SQL statements run since start")?;
         registry.register(Box::new(statements.clone()))?;
+        let index_loads = IntGaugeVec::new(
+            Opts::new(
+                "search_index_loads_total",
+                "Search index loads since start: all listings (full) or changed coaches (partial)",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(index_loads.clone()))?;
+        let index_listening = IntGauge::new(
+            "search_index_listening",
+            "1 while other instances' listing changes are being received (PostgreSQL)",
+        )?;
+        registry.register(Box::new(index_listening.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -59,6 +78,8 @@ impl Metrics {
             pool_size,
             pool_idle,
             statements,
+            index_loads,
+            index_listening,
             seen_operations: Mutex::new(HashSet::new()),
         })
     }
@@ -94,9 +115,17 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    pub fn render(&self, db: &DatabaseConnection, statements: u64) -> String {
-        self.statements
-            .set(i64::try_from(statements).unwrap_or(i64::MAX));
+    pub fn render(&self, db: &DatabaseConnection, statements: u64, index: &ListingIndex) -> String {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.statements.set(count(statements));
+        let loads = index.loads();
+        self.index_loads
+            .with_label_values(&["full"])
+            .set(count(loads.full));
+        self.index_loads
+            .with_label_values(&["partial"])
+            .set(count(loads.partial));
+        self.index_listening.set(i64::from(index.is_listening()));
         let (size, idle) = pool_stats(db);
         self.pool_size.set(size);
         self.pool_idle.set(idle);

@@ -42,6 +42,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         state.metrics.render(
             &state.db,
             state.statements.load(std::sync::atomic::Ordering::Relaxed),
+            &state.listings,
         ),
     )
 }

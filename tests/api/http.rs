@@ -138,6 +138,11 @@ async fn health_readiness_and_metrics() {
     );
     assert!(m.contains("maestro_graphql_request_duration_seconds_bucket{operation=\"Markets\""));
     assert!(m.contains("maestro_db_pool_connections"));
+    assert!(
+        m.contains("maestro_search_index_loads_total{kind=\"full\"}"),
+        "{m}"
+    );
+    assert!(m.contains("maestro_search_index_listening"), "{m}");
 
     // A database that stops answering makes the instance not ready.
     app.state.db.clone().close().await.unwrap();

@@ -85,36 +85,12 @@ pub struct AdminMutation;
 impl AdminMutation {
     #[graphql(guard = "RoleGuard::Only(DomainRole::Admin)")]
     async fn approve_coach(&self, ctx: &Context<'_>, coach_id: ID) -> Result<Coach> {
-        let state = ctx.state()?;
-        let ip = ctx.request()?.ip_string();
-        let changed = domain::review(
-            &state.db,
-            ctx.current_user()?,
-            &coach_id,
-            true,
-            None,
-            ip.as_deref(),
-        )
-        .await?;
-        state.listings.invalidate_coach(&changed.id);
-        Ok(Coach::from(changed))
+        decide(ctx, &coach_id, true, None).await
     }
 
     #[graphql(guard = "RoleGuard::Only(DomainRole::Admin)")]
     async fn reject_coach(&self, ctx: &Context<'_>, coach_id: ID, reason: String) -> Result<Coach> {
-        let state = ctx.state()?;
-        let ip = ctx.request()?.ip_string();
-        let changed = domain::review(
-            &state.db,
-            ctx.current_user()?,
-            &coach_id,
-            false,
-            Some(&reason),
-            ip.as_deref(),
-        )
-        .await?;
-        state.listings.invalidate_coach(&changed.id);
-        Ok(Coach::from(changed))
+        decide(ctx, &coach_id, false, Some(&reason)).await
     }
 
     /// Cuts off every token of the user at once; a coach leaves search.
@@ -133,4 +109,27 @@ impl AdminMutation {
         state.listings.invalidate();
         Ok(User::other(changed))
     }
+}
+
+/// An admin's decision on a profile under review; the coach's listing is
+/// marked stale for search.
+async fn decide(
+    ctx: &Context<'_>,
+    coach_id: &str,
+    approve: bool,
+    reason: Option<&str>,
+) -> Result<Coach> {
+    let state = ctx.state()?;
+    let ip = ctx.request()?.ip_string();
+    let changed = domain::review(
+        &state.db,
+        ctx.current_user()?,
+        coach_id,
+        approve,
+        reason,
+        ip.as_deref(),
+    )
+    .await?;
+    state.listings.invalidate_coach(&changed.id);
+    Ok(Coach::from(changed))
 }

@@ -1,5 +1,7 @@
-//! The application: shared state, and `build(settings)` giving the router
-//! that `main` serves and the tests drive.
+//! The composition root: connects the database, builds the domain's
+//! context, the shared state, the schema and the router (`build`), and
+//! serves them with the background jobs (`serve`). Only this module knows
+//! every layer; none of them imports it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,36 +17,21 @@ use tokio::sync::watch;
 use crate::config::Settings;
 use crate::domain::auth::Auth;
 use crate::domain::listing::ListingIndex;
-use crate::domain::payment::{DevPaymentProvider, PaymentProvider};
+use crate::domain::payment::PaymentProvider;
 use crate::domain::reference::ReferenceData;
-use crate::events::{EventBus, InProcessBus};
-use crate::graphql::loaders::ReviewCache;
+use crate::domain::review::ReviewCache;
+use crate::domain::{DomainCtx, Policy};
+use crate::events::InProcessBus;
+use crate::integrations::dev_payments::DevPaymentProvider;
 use crate::metrics::Metrics;
 use crate::ratelimit::{InMemoryRateLimiter, RateLimiter};
-
-/// What every request and job may use. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub db: DatabaseConnection,
-    pub auth: Arc<Auth>,
-    pub reference: ReferenceData,
-    pub limiter: Arc<dyn RateLimiter>,
-    pub metrics: Arc<Metrics>,
-    /// Every SQL statement run through `db` (fed by SeaORM's metric
-    /// callback): lets tests and benchmarks prove there is no N+1.
-    pub statements: Arc<AtomicU64>,
-    pub payments: Arc<dyn PaymentProvider>,
-    pub events: Arc<dyn EventBus>,
-    /// The search index (a cache of public profiles).
-    pub listings: Arc<ListingIndex>,
-    /// Review previews shared across requests for a few seconds.
-    pub review_cache: ReviewCache,
-}
+use crate::state::AppState;
 
 pub struct App {
     pub state: AppState,
     pub router: Router,
+    /// Tells every background task to stop (sent by [`serve`] on shutdown).
+    stop: watch::Sender<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,22 +81,37 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
     ));
     let payments = payment_provider(&settings)?;
     let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Other(e.to_string()))?);
-    let state = AppState {
-        settings: Arc::new(settings),
+    let policy = Policy {
+        hold_ttl: settings.hold_ttl,
+        min_booking_notice: settings.min_booking_notice,
+        platform_fee_bps: settings.platform_fee_bps,
+        public_base_url: settings.public_base_url.clone(),
+    };
+    let domain = DomainCtx {
         db,
         auth,
         listings: Arc::new(ListingIndex::new(reference.clone())),
         reference,
+        payments,
+        events: Arc::new(InProcessBus::new()),
+        policy: Arc::new(policy),
+    };
+    let state = AppState {
+        settings: Arc::new(settings),
+        domain,
         limiter,
         metrics,
         statements,
         review_cache: ReviewCache::default(),
-        payments,
-        events: Arc::new(InProcessBus::new()),
     };
+    let (stop, _) = watch::channel(false);
     let schema = crate::graphql::build_schema(state.clone());
-    let router = crate::http::router::router(state.clone(), schema);
-    Ok(App { state, router })
+    let router = crate::http::router::router(state.clone(), schema, stop.subscribe());
+    Ok(App {
+        state,
+        router,
+        stop,
+    })
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets
@@ -119,8 +121,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let jobs = crate::jobs::spawn(app.state.clone(), stop_rx);
+    let jobs = crate::jobs::spawn(app.state.clone(), app.stop.subscribe());
     let result = axum::serve(
         listener,
         app.router
@@ -128,7 +129,7 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await;
-    let _ = stop_tx.send(true);
+    let _ = app.stop.send(true);
     for job in jobs {
         let _ = job.await;
     }

@@ -1,9 +1,10 @@
 //! One error type that knows its client code (`extensions.code` of `api.md`).
 //! Internal errors are logged (inside the request's span, so with its
-//! request id) and reach the client only as a generic message.
+//! request id) and reach the client only as a generic message. How an
+//! error is put into a GraphQL response lives with the API
+//! (`graphql::errors`); this type knows nothing of it.
 
-use async_graphql::ErrorExtensions;
-use sea_orm::DbErr;
+use sea_orm::{DbErr, RuntimeErr};
 
 pub type AppResult<T> = Result<T, AppError>;
 
@@ -83,12 +84,34 @@ impl From<DbErr> for AppError {
     }
 }
 
+/// The driver's own report of a failed statement, if that is what `err` is.
+fn database_error(err: &DbErr) -> Option<&dyn sea_orm::sqlx::error::DatabaseError> {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match &**e {
+                sea_orm::sqlx::Error::Database(db) => Some(&**db),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 /// True when `err` is a violation of the constraint, unique index or
-/// overlap trigger called `name`. Both databases name it in the message:
-/// PostgreSQL quotes the constraint, SQLite the index (expression indexes)
-/// or the trigger's `RAISE(ABORT, name)`.
+/// overlap rule called `name`.
+///
+/// PostgreSQL reports the constraint's name, and that is what is compared.
+/// SQLite reports no name for a trigger's `RAISE(ABORT, name)` or a unique
+/// expression index (`UNIQUE constraint failed: index 'name'`); there the
+/// name can only be found in the message, so it is matched there.
 pub fn is_constraint(err: &DbErr, name: &str) -> bool {
-    err.to_string().contains(name)
+    let Some(db) = database_error(err) else {
+        return false;
+    };
+    match db.constraint() {
+        Some(constraint) => constraint == name,
+        None => db.message().contains(name),
+    }
 }
 
 /// Maps one named constraint violation to a client error; anything else stays
@@ -100,29 +123,5 @@ pub fn on_constraint(name: &str, mapped: AppError) -> impl FnOnce(DbErr) -> AppE
         } else {
             AppError::from(err)
         }
-    }
-}
-
-impl From<AppError> for async_graphql::Error {
-    fn from(err: AppError) -> Self {
-        err.extend()
-    }
-}
-
-impl ErrorExtensions for AppError {
-    fn extend(&self) -> async_graphql::Error {
-        if let AppError::Internal(detail) = self {
-            tracing::error!(error = %detail, "internal error");
-        }
-        async_graphql::Error::new(self.message()).extend_with(|_, e| {
-            e.set("code", self.code());
-            match self {
-                AppError::BadInput { field, .. } => e.set("field", *field),
-                AppError::RateLimited { retry_after_secs } => {
-                    e.set("retryAfter", *retry_after_secs)
-                }
-                _ => {}
-            }
-        })
     }
 }

@@ -1,9 +1,11 @@
 //! Maestro Hub: the GraphQL backend of a coaching marketplace.
 //!
 //! - [`config`]: typed settings, validated once at start-up.
-//! - [`app`]: shared state and the router `main` and the tests use.
+//! - [`app`]: the composition root: builds everything, serves it.
+//! - [`state`]: what requests and jobs share.
 //! - [`http`]: routes and middleware; [`graphql`]: the API.
 //! - [`domain`]: business rules, free of HTTP and GraphQL.
+//! - [`integrations`]: clients of the outside world behind domain seams.
 //! - [`jobs`]: background workers.
 
 pub mod app;
@@ -15,7 +17,9 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod http;
+pub mod integrations;
 pub mod jobs;
 pub mod metrics;
 pub mod ratelimit;
 pub mod seed;
+pub mod state;

@@ -10,8 +10,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, PaginatorTrait};
 
-use crate::domain::coach::{CoachStatus, rating_score};
+use crate::domain::coach::CoachStatus;
 use crate::domain::reference::ReferenceData;
+use crate::domain::review::rating_score;
 use crate::error::{AppError, AppResult};
 use entity::{
     availability_rules, coach_categories, coach_profiles, packages, reviews, sponsorships, users,

@@ -5,8 +5,13 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
+    /// `BOOKING`, `PACKAGE_PURCHASE` or `SPONSORSHIP`: which one of the
+    /// links below is set (a check constraint holds them together).
+    pub purpose: String,
     #[sea_orm(unique)]
-    pub booking_id: String,
+    pub booking_id: Option<String>,
+    pub package_purchase_id: Option<String>,
+    pub sponsorship_id: Option<String>,
     /// `PENDING`, `SUCCEEDED`, `FAILED`, `REFUNDED`, `PARTIALLY_REFUNDED`.
     pub status: String,
     pub amount_minor: i64,

@@ -6,6 +6,7 @@ mod m20261121_000001_create_foundation;
 mod m20261121_000002_create_coaches;
 mod m20261122_000003_create_bookings;
 mod m20261122_000004_announce_listing_changes;
+mod m20261201_000005_generalise_payments;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000002_create_coaches::Migration),
             Box::new(m20261122_000003_create_bookings::Migration),
             Box::new(m20261122_000004_announce_listing_changes::Migration),
+            Box::new(m20261201_000005_generalise_payments::Migration),
         ]
     }
 }

@@ -1,5 +1,5 @@
-//! Admin listings: newest first, keyset-paginated by id (UUIDv7, so id
-//! order is creation order).
+//! Admin: suspension, and the admin listings (newest first,
+//! keyset-paginated by id: UUIDv7, so id order is creation order).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -9,9 +9,15 @@ use sea_orm::{
     QueryOrder, QuerySelect,
 };
 
-use crate::domain::coach::CoachStatus;
+use chrono::Utc;
+
+use crate::domain::audit::{Entry, action};
+use crate::domain::auth::{CurrentUser, end_all_sessions};
+use crate::domain::coach::{self, CoachStatus};
+use crate::domain::context::DomainCtx;
 use crate::domain::search::{like_pattern, page_size};
 use crate::domain::types::Role;
+use crate::domain::uow::UnitOfWork;
 use crate::error::{AppError, AppResult};
 use entity::{coach_profiles, users};
 
@@ -116,4 +122,62 @@ pub async fn users(
         has_next,
         total_count,
     })
+}
+
+/// Suspends a user: every token stops working at once (session version
+/// bump) and a coach profile leaves search (status SUSPENDED).
+pub async fn suspend_user(
+    ctx: &DomainCtx,
+    admin: &CurrentUser,
+    user_id: &str,
+    reason: &str,
+    ip: Option<&str>,
+) -> AppResult<users::Model> {
+    let reason = coach::text_field("reason", reason, 3, 1000)?;
+    if user_id == admin.id {
+        return Err(AppError::Conflict("you cannot suspend yourself".into()));
+    }
+    let user = users::Entity::find_by_id(user_id.to_string())
+        .one(&ctx.db)
+        .await?
+        .ok_or(AppError::NotFound("user"))?;
+    if user.suspended_at.is_some() {
+        return Err(AppError::Conflict("the user is already suspended".into()));
+    }
+    let now = Utc::now();
+    let mut uow = UnitOfWork::begin(ctx).await?;
+    let txn = uow.db();
+    users::Entity::update_many()
+        .col_expr(users::Column::SuspendedAt, Expr::value(now))
+        .col_expr(users::Column::SuspensionReason, Expr::value(reason.clone()))
+        .filter(users::Column::Id.eq(user_id))
+        .exec(txn)
+        .await?;
+    end_all_sessions(txn, user_id).await?;
+    coach_profiles::Entity::update_many()
+        .col_expr(
+            coach_profiles::Column::Status,
+            Expr::value(CoachStatus::Suspended.as_str()),
+        )
+        .col_expr(coach_profiles::Column::Published, Expr::value(false))
+        .col_expr(coach_profiles::Column::UpdatedAt, Expr::value(now))
+        .filter(coach_profiles::Column::UserId.eq(user_id))
+        .exec(txn)
+        .await?;
+    uow.audit(Entry {
+        action: action::USER_SUSPENDED,
+        actor_id: Some(&admin.id),
+        target_type: Some("user"),
+        target_id: Some(user_id),
+        ip,
+        detail: Some(serde_json::json!({ "reason": reason })),
+    })
+    .await?;
+    // Whatever the user listed leaves search.
+    uow.all_listings_changed();
+    uow.commit().await?;
+    users::Entity::find_by_id(user_id.to_string())
+        .one(&ctx.db)
+        .await?
+        .ok_or(AppError::NotFound("user"))
 }

@@ -24,8 +24,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::audit::{self, Entry, action};
-use crate::domain::reference::ReferenceData;
+use crate::domain::context::DomainCtx;
 use crate::domain::types::{Email, Password, Role, parse_name};
+use crate::domain::uow::UnitOfWork;
 use crate::error::{AppError, AppResult, on_constraint};
 use entity::{sessions, users};
 
@@ -289,12 +290,11 @@ pub struct RegisterInput<'a> {
 
 /// Creates a user and an audit entry in one transaction, and signs them in.
 pub async fn register(
-    db: &DatabaseConnection,
-    auth: &Auth,
-    reference: &ReferenceData,
+    ctx: &DomainCtx,
     input: RegisterInput<'_>,
     ip: Option<&str>,
 ) -> AppResult<Tokens> {
+    let (db, reference) = (&ctx.db, &ctx.reference);
     if input.role == Role::Admin {
         return Err(AppError::bad_input(
             "role",
@@ -320,10 +320,11 @@ pub async fn register(
         ));
     }
     let password_hash = hash_password(&password).await?;
-    let txn = crate::db::begin(db).await?;
+    let uow = UnitOfWork::begin(ctx).await?;
+    let txn = uow.db();
     // Two registrations racing past the check above meet the unique index.
     let user = insert_user(
-        &txn,
+        txn,
         &email,
         password_hash,
         name,
@@ -333,7 +334,7 @@ pub async fn register(
     )
     .await?;
     audit::record(
-        &txn,
+        txn,
         Entry {
             action: action::REGISTERED,
             actor_id: Some(&user.id),
@@ -344,20 +345,20 @@ pub async fn register(
         },
     )
     .await?;
-    let refresh = start_session(&txn, &user, None, ip).await?;
-    txn.commit().await?;
-    tokens(auth, user, refresh)
+    let refresh = start_session(txn, &user, None, ip).await?;
+    uow.commit().await?;
+    tokens(&ctx.auth, user, refresh)
 }
 
 /// Signs in. An unknown email and a wrong password give the same error after
 /// the same argon2 work; both are audited.
 pub async fn login(
-    db: &DatabaseConnection,
-    auth: &Auth,
+    ctx: &DomainCtx,
     email: &str,
     password: &str,
     ip: Option<&str>,
 ) -> AppResult<Tokens> {
+    let (db, auth) = (&ctx.db, &*ctx.auth);
     let user = match Email::parse(email) {
         Ok(email) => find_user_by_email(db, &email).await?,
         Err(_) => None,
@@ -369,9 +370,10 @@ pub async fn login(
     let password_ok = verify_password(password, hash).await? && password.len() <= 1024;
     match user {
         Some(user) if password_ok && user.suspended_at.is_none() => {
-            let txn = crate::db::begin(db).await?;
+            let uow = UnitOfWork::begin(ctx).await?;
+            let txn = uow.db();
             audit::record(
-                &txn,
+                txn,
                 Entry {
                     action: action::LOGIN_SUCCEEDED,
                     actor_id: Some(&user.id),
@@ -382,8 +384,8 @@ pub async fn login(
                 },
             )
             .await?;
-            let refresh = start_session(&txn, &user, None, ip).await?;
-            txn.commit().await?;
+            let refresh = start_session(txn, &user, None, ip).await?;
+            uow.commit().await?;
             tokens(auth, user, refresh)
         }
         user => {
@@ -416,12 +418,8 @@ pub async fn login(
 /// Rotates a refresh token. The spend is a conditional update, so of two
 /// concurrent uses of one token exactly one wins; the other is treated as
 /// reuse and revokes the family.
-pub async fn refresh(
-    db: &DatabaseConnection,
-    auth: &Auth,
-    refresh_token: &str,
-    ip: Option<&str>,
-) -> AppResult<Tokens> {
+pub async fn refresh(ctx: &DomainCtx, refresh_token: &str, ip: Option<&str>) -> AppResult<Tokens> {
+    let db = &ctx.db;
     let hash = hash_refresh_token(refresh_token);
     let Some(session) = sessions::Entity::find()
         .filter(sessions::Column::TokenHash.eq(hash))
@@ -431,19 +429,20 @@ pub async fn refresh(
         return Err(AppError::Unauthenticated(INVALID_REFRESH));
     };
     let now = Utc::now();
-    let txn = crate::db::begin(db).await?;
+    let uow = UnitOfWork::begin(ctx).await?;
+    let txn = uow.db();
     let spent = sessions::Entity::update_many()
         .col_expr(sessions::Column::UsedAt, Expr::value(now))
         .filter(sessions::Column::Id.eq(session.id.clone()))
         .filter(sessions::Column::UsedAt.is_null())
         .filter(sessions::Column::RevokedAt.is_null())
-        .exec(&txn)
+        .exec(txn)
         .await?;
     if spent.rows_affected != 1 {
         if session.revoked_at.is_none() || session.used_at.is_some() {
-            revoke_family(&txn, &session.family_id, now).await?;
+            revoke_family(txn, &session.family_id, now).await?;
             audit::record(
-                &txn,
+                txn,
                 Entry {
                     action: action::REFRESH_REUSED,
                     actor_id: None,
@@ -455,11 +454,11 @@ pub async fn refresh(
             )
             .await?;
         }
-        txn.commit().await?;
+        uow.commit().await?;
         return Err(AppError::Unauthenticated(INVALID_REFRESH));
     }
     let user = users::Entity::find_by_id(session.user_id.clone())
-        .one(&txn)
+        .one(txn)
         .await?
         .ok_or(AppError::Unauthenticated(INVALID_REFRESH))?;
     if session.expires_at <= now
@@ -467,12 +466,12 @@ pub async fn refresh(
         || user.suspended_at.is_some()
     {
         // Commit the spend: a dead token stays dead.
-        txn.commit().await?;
+        uow.commit().await?;
         return Err(AppError::Unauthenticated(INVALID_REFRESH));
     }
-    let token = start_session(&txn, &user, Some(session.family_id.clone()), ip).await?;
-    txn.commit().await?;
-    tokens(auth, user, token)
+    let token = start_session(txn, &user, Some(session.family_id.clone()), ip).await?;
+    uow.commit().await?;
+    tokens(&ctx.auth, user, token)
 }
 
 async fn revoke_family<C: ConnectionTrait>(
@@ -492,7 +491,7 @@ async fn revoke_family<C: ConnectionTrait>(
 /// Ends the session the refresh token belongs to (its whole family), if it
 /// is the caller's. Always succeeds, so it says nothing about other tokens.
 pub async fn logout(
-    db: &DatabaseConnection,
+    ctx: &DomainCtx,
     user: &CurrentUser,
     refresh_token: &str,
     ip: Option<&str>,
@@ -501,13 +500,14 @@ pub async fn logout(
     let session = sessions::Entity::find()
         .filter(sessions::Column::TokenHash.eq(hash))
         .filter(sessions::Column::UserId.eq(user.id.clone()))
-        .one(db)
+        .one(&ctx.db)
         .await?;
     if let Some(session) = session {
-        let txn = crate::db::begin(db).await?;
-        revoke_family(&txn, &session.family_id, Utc::now()).await?;
+        let uow = UnitOfWork::begin(ctx).await?;
+        let txn = uow.db();
+        revoke_family(txn, &session.family_id, Utc::now()).await?;
         audit::record(
-            &txn,
+            txn,
             Entry {
                 action: action::LOGGED_OUT,
                 actor_id: Some(&user.id),
@@ -518,7 +518,7 @@ pub async fn logout(
             },
         )
         .await?;
-        txn.commit().await?;
+        uow.commit().await?;
     }
     Ok(())
 }
@@ -546,7 +546,7 @@ pub async fn end_all_sessions<C: ConnectionTrait>(db: &C, user_id: &str) -> AppR
 }
 
 pub async fn change_password(
-    db: &DatabaseConnection,
+    ctx: &DomainCtx,
     user: &CurrentUser,
     current_password: &str,
     new_password: &str,
@@ -566,15 +566,16 @@ pub async fn change_password(
         ));
     }
     let hash = hash_password(&new_password).await?;
-    let txn = crate::db::begin(db).await?;
+    let uow = UnitOfWork::begin(ctx).await?;
+    let txn = uow.db();
     users::Entity::update_many()
         .col_expr(users::Column::PasswordHash, Expr::value(hash))
         .filter(users::Column::Id.eq(user.id.clone()))
-        .exec(&txn)
+        .exec(txn)
         .await?;
-    end_all_sessions(&txn, &user.id).await?;
+    end_all_sessions(txn, &user.id).await?;
     audit::record(
-        &txn,
+        txn,
         Entry {
             action: action::PASSWORD_CHANGED,
             actor_id: Some(&user.id),
@@ -585,27 +586,30 @@ pub async fn change_password(
         },
     )
     .await?;
-    txn.commit().await?;
+    uow.commit().await?;
     Ok(())
 }
 
 pub async fn set_market(
-    db: &DatabaseConnection,
-    reference: &ReferenceData,
+    ctx: &DomainCtx,
     user: &CurrentUser,
     market_code: &str,
 ) -> AppResult<users::Model> {
-    let market = reference
+    let market = ctx
+        .reference
         .market_by_code(market_code)
         .ok_or_else(|| AppError::bad_input("marketCode", "unknown market"))?;
     let mut model: users::ActiveModel = user.user.clone().into();
     model.market_id = Set(Some(market.id.clone()));
     model.updated_at = Set(Utc::now());
-    Ok(model.update(db).await?)
+    let uow = UnitOfWork::begin(ctx).await?;
+    let changed = model.update(uow.db()).await?;
+    uow.commit().await?;
+    Ok(changed)
 }
 
 pub async fn update_profile(
-    db: &DatabaseConnection,
+    ctx: &DomainCtx,
     user: &CurrentUser,
     name: Option<&str>,
 ) -> AppResult<users::Model> {
@@ -614,7 +618,10 @@ pub async fn update_profile(
         model.name = Set(parse_name("name", name)?);
     }
     model.updated_at = Set(Utc::now());
-    Ok(model.update(db).await?)
+    let uow = UnitOfWork::begin(ctx).await?;
+    let changed = model.update(uow.db()).await?;
+    uow.commit().await?;
+    Ok(changed)
 }
 
 /// Creates an admin (the only way one comes to exist). Returns the user.

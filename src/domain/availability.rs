@@ -4,12 +4,21 @@
 //! 30-minute grid of local time, fit inside one rule, and are returned in
 //! UTC. On a daylight-saving change a local time that does not exist is
 //! skipped and an ambiguous one is offered once, at its first occurrence.
-//! Everything here is pure; the database side only supplies busy intervals.
+//! The slot arithmetic is pure; the database side (at the end: storing
+//! rules, and `availableSlots` over busy time) only supplies its inputs.
 
 use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use crate::error::AppError;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+
+use crate::domain::auth::CurrentUser;
+use crate::domain::coach;
+use crate::domain::context::DomainCtx;
+use crate::domain::reservation;
+use crate::domain::uow::UnitOfWork;
+use crate::error::{AppError, AppResult};
+use entity::{availability_rules, coach_profiles};
 
 pub const MAX_RULES: usize = 50;
 pub const GRID_MINUTES: u32 = 15;
@@ -175,6 +184,91 @@ fn local_to_utc(tz: Tz, date: NaiveDate, minute: u16) -> Option<DateTime<Utc>> {
 /// (used by holds to refuse a time that is not on offer).
 pub fn is_offered(q: &SlotQuery<'_>, start: DateTime<Utc>) -> bool {
     available_slots(q).iter().any(|s| s.start == start)
+}
+
+// ---- Stored rules and open slots ----
+
+/// Replaces all availability rules of the caller's profile.
+pub async fn set_availability(
+    ctx: &DomainCtx,
+    user: &CurrentUser,
+    raw: &[(i32, String, String)],
+) -> AppResult<coach_profiles::Model> {
+    let rules = parse_rules(raw)?;
+    let profile = coach::own_profile(&ctx.db, user).await?;
+    let uow = UnitOfWork::begin(ctx).await?;
+    let txn = uow.db();
+    availability_rules::Entity::delete_many()
+        .filter(availability_rules::Column::CoachId.eq(profile.id.clone()))
+        .exec(txn)
+        .await?;
+    if !rules.is_empty() {
+        availability_rules::Entity::insert_many(rules.iter().map(|r| {
+            availability_rules::ActiveModel {
+                id: Set(uuid::Uuid::now_v7().to_string()),
+                coach_id: Set(profile.id.clone()),
+                weekday: Set(i16::from(r.weekday)),
+                start_minute: Set(r.start_minute as i16),
+                end_minute: Set(r.end_minute as i16),
+            }
+        }))
+        .exec(txn)
+        .await?;
+    }
+    uow.commit().await?;
+    Ok(profile)
+}
+
+pub async fn load_rules<C: ConnectionTrait>(db: &C, coach_id: &str) -> AppResult<Vec<Rule>> {
+    Ok(availability_rules::Entity::find()
+        .filter(availability_rules::Column::CoachId.eq(coach_id))
+        .order_by_asc(availability_rules::Column::Weekday)
+        .order_by_asc(availability_rules::Column::StartMinute)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| rule_of(&r))
+        .collect())
+}
+
+pub fn rule_of(r: &availability_rules::Model) -> Rule {
+    Rule {
+        weekday: r.weekday as u8,
+        start_minute: r.start_minute as u16,
+        end_minute: r.end_minute as u16,
+    }
+}
+
+/// The slots of `availableSlots`: validated range and duration, the
+/// coach's rules in the coach's zone, minus busy time.
+pub async fn open_slots<C: ConnectionTrait>(
+    db: &C,
+    profile: &coach_profiles::Model,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    duration_minutes: i32,
+    earliest_start: DateTime<Utc>,
+) -> AppResult<Vec<Slot>> {
+    check_range(from, to)?;
+    let duration = u32::try_from(duration_minutes)
+        .ok()
+        .filter(|d| coach::durations_of(profile).contains(d))
+        .ok_or_else(|| {
+            AppError::bad_input("durationMinutes", "the coach does not offer this duration")
+        })?;
+    let tz = coach::parse_timezone(&profile.timezone)?;
+    let rules = load_rules(db, &profile.id).await?;
+    let margin = chrono::Duration::minutes(i64::from(duration));
+    let busy = reservation::busy_intervals(db, &profile.id, from - margin, to + margin).await?;
+    Ok(available_slots(&SlotQuery {
+        rules: &rules,
+        tz,
+        from,
+        to,
+        duration_minutes: duration,
+        earliest_start,
+        busy: &busy,
+    }))
 }
 
 #[cfg(test)]

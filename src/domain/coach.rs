@@ -1,23 +1,23 @@
 //! Coach profiles: validation, the review flow (DRAFT -> PENDING_REVIEW ->
 //! APPROVED | REJECTED, SUSPENDED by an admin), publishing, and visibility.
+//! Every change marks the coach's listing for search in its unit of work.
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use chrono_tz::Tz;
-use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, Set,
-};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 
-use crate::domain::audit::{self, Entry, action};
-use crate::domain::auth::{CurrentUser, end_all_sessions};
-use crate::domain::availability::{self, Rule};
+use crate::domain::audit::{Entry, action};
+use crate::domain::auth::CurrentUser;
+use crate::domain::context::DomainCtx;
 use crate::domain::reference::ReferenceData;
+use crate::domain::review;
 use crate::domain::types::Role;
+use crate::domain::uow::UnitOfWork;
 use crate::error::{AppError, AppResult};
-use entity::{availability_rules, coach_categories, coach_profiles, users};
+use entity::{coach_categories, coach_profiles};
 
 pub const DURATIONS: [u32; 5] = [30, 45, 60, 90, 120];
 pub const BIO_MAX_CHARS: usize = 5000;
@@ -56,17 +56,6 @@ impl CoachStatus {
     }
 }
 
-/// The damped (Bayesian) average used for ranking, times 1,000,000: the
-/// ratings are blended with `PRIOR_WEIGHT` imaginary reviews of
-/// `PRIOR_MEAN`, so one 5-star review (4.09) does not beat fifty 4.8s (4.67).
-pub const PRIOR_MEAN: f64 = 4.0;
-pub const PRIOR_WEIGHT: f64 = 10.0;
-
-pub fn rating_score(count: i64, sum: i64) -> i64 {
-    let damped = (PRIOR_WEIGHT * PRIOR_MEAN + sum as f64) / (PRIOR_WEIGHT + count as f64);
-    (damped * 1_000_000.0).round() as i64
-}
-
 /// Removes every markup a browser would run: only a few formatting tags
 /// survive, with no attributes at all (so no handlers, styles or URLs).
 pub fn sanitize_bio(raw: &str) -> String {
@@ -76,7 +65,12 @@ pub fn sanitize_bio(raw: &str) -> String {
         .to_string()
 }
 
-fn text_field(field: &'static str, raw: &str, min: usize, max: usize) -> AppResult<String> {
+pub(crate) fn text_field(
+    field: &'static str,
+    raw: &str,
+    min: usize,
+    max: usize,
+) -> AppResult<String> {
     let v = raw.trim();
     let n = v.chars().count();
     if n < min || n > max {
@@ -241,7 +235,7 @@ pub async fn find_by_user<C: ConnectionTrait>(
         .await?)
 }
 
-async fn own_profile<C: ConnectionTrait>(
+pub(crate) async fn own_profile<C: ConnectionTrait>(
     db: &C,
     user: &CurrentUser,
 ) -> AppResult<coach_profiles::Model> {
@@ -253,14 +247,14 @@ async fn own_profile<C: ConnectionTrait>(
 /// Creates or replaces the caller's profile. A new profile starts as DRAFT;
 /// editing keeps the review status.
 pub async fn upsert_profile(
-    db: &DatabaseConnection,
-    reference: &ReferenceData,
+    ctx: &DomainCtx,
     user: &CurrentUser,
     input: ProfileInput<'_>,
 ) -> AppResult<coach_profiles::Model> {
     if user.role != Role::Coach {
         return Err(AppError::Forbidden("only coaches have a coach profile"));
     }
+    let reference = &ctx.reference;
     let market = user
         .user
         .market_id
@@ -269,8 +263,9 @@ pub async fn upsert_profile(
         .ok_or(AppError::MarketRequired)?;
     let valid = validate(&input, reference, &market.currency)?;
     let now = Utc::now();
-    let txn = crate::db::begin(db).await?;
-    let existing = find_by_user(&txn, &user.id).await?;
+    let mut uow = UnitOfWork::begin(ctx).await?;
+    let txn = uow.db();
+    let existing = find_by_user(txn, &user.id).await?;
     let durations = serde_json::to_string(&valid.session_durations).map_err(AppError::internal)?;
     let model = match existing {
         Some(existing) => {
@@ -285,7 +280,7 @@ pub async fn upsert_profile(
             m.timezone = Set(valid.timezone.name().to_string());
             m.meeting_url = Set(valid.meeting_url);
             m.updated_at = Set(now);
-            m.update(&txn).await?
+            m.update(txn).await?
         }
         None => {
             coach_profiles::ActiveModel {
@@ -307,18 +302,18 @@ pub async fn upsert_profile(
                 stripe_account_id: Set(None),
                 rating_count: Set(0),
                 rating_sum: Set(0),
-                rating_score: Set(rating_score(0, 0)),
+                rating_score: Set(review::rating_score(0, 0)),
                 sponsored_until: Set(None),
                 created_at: Set(now),
                 updated_at: Set(now),
             }
-            .insert(&txn)
+            .insert(txn)
             .await?
         }
     };
     coach_categories::Entity::delete_many()
         .filter(coach_categories::Column::CoachId.eq(model.id.clone()))
-        .exec(&txn)
+        .exec(txn)
         .await?;
     coach_categories::Entity::insert_many(valid.category_ids.iter().map(|c| {
         coach_categories::ActiveModel {
@@ -326,60 +321,11 @@ pub async fn upsert_profile(
             category_id: Set(c.clone()),
         }
     }))
-    .exec(&txn)
+    .exec(txn)
     .await?;
-    txn.commit().await?;
+    uow.listing_changed(&model.id);
+    uow.commit().await?;
     Ok(model)
-}
-
-/// Replaces all availability rules of the caller's profile.
-pub async fn set_availability(
-    db: &DatabaseConnection,
-    user: &CurrentUser,
-    raw: &[(i32, String, String)],
-) -> AppResult<coach_profiles::Model> {
-    let rules = availability::parse_rules(raw)?;
-    let profile = own_profile(db, user).await?;
-    let txn = crate::db::begin(db).await?;
-    availability_rules::Entity::delete_many()
-        .filter(availability_rules::Column::CoachId.eq(profile.id.clone()))
-        .exec(&txn)
-        .await?;
-    if !rules.is_empty() {
-        availability_rules::Entity::insert_many(rules.iter().map(|r| {
-            availability_rules::ActiveModel {
-                id: Set(uuid::Uuid::now_v7().to_string()),
-                coach_id: Set(profile.id.clone()),
-                weekday: Set(i16::from(r.weekday)),
-                start_minute: Set(r.start_minute as i16),
-                end_minute: Set(r.end_minute as i16),
-            }
-        }))
-        .exec(&txn)
-        .await?;
-    }
-    txn.commit().await?;
-    Ok(profile)
-}
-
-pub async fn load_rules<C: ConnectionTrait>(db: &C, coach_id: &str) -> AppResult<Vec<Rule>> {
-    Ok(availability_rules::Entity::find()
-        .filter(availability_rules::Column::CoachId.eq(coach_id))
-        .order_by_asc(availability_rules::Column::Weekday)
-        .order_by_asc(availability_rules::Column::StartMinute)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|r| rule_of(&r))
-        .collect())
-}
-
-pub fn rule_of(r: &availability_rules::Model) -> Rule {
-    Rule {
-        weekday: r.weekday as u8,
-        start_minute: r.start_minute as u16,
-        end_minute: r.end_minute as u16,
-    }
 }
 
 /// Moves a status under a condition in one statement, so two concurrent
@@ -409,42 +355,41 @@ async fn transition<C: ConnectionTrait>(
 }
 
 pub async fn submit(
-    db: &DatabaseConnection,
+    ctx: &DomainCtx,
     user: &CurrentUser,
     ip: Option<&str>,
 ) -> AppResult<coach_profiles::Model> {
-    let profile = own_profile(db, user).await?;
-    let txn = crate::db::begin(db).await?;
+    let profile = own_profile(&ctx.db, user).await?;
+    let mut uow = UnitOfWork::begin(ctx).await?;
     transition(
-        &txn,
+        uow.db(),
         &profile.id,
         &[CoachStatus::Draft, CoachStatus::Rejected],
         CoachStatus::PendingReview,
         None,
     )
     .await?;
-    audit::record(
-        &txn,
-        Entry {
-            action: action::COACH_SUBMITTED,
-            actor_id: Some(&user.id),
-            target_type: Some("coach"),
-            target_id: Some(&profile.id),
-            ip,
-            detail: None,
-        },
-    )
+    uow.audit(Entry {
+        action: action::COACH_SUBMITTED,
+        actor_id: Some(&user.id),
+        target_type: Some("coach"),
+        target_id: Some(&profile.id),
+        ip,
+        detail: None,
+    })
     .await?;
-    txn.commit().await?;
-    get(db, &profile.id).await
+    uow.listing_changed(&profile.id);
+    uow.commit().await?;
+    get(&ctx.db, &profile.id).await
 }
 
 pub async fn publish(
-    db: &DatabaseConnection,
+    ctx: &DomainCtx,
     user: &CurrentUser,
     published: bool,
 ) -> AppResult<coach_profiles::Model> {
-    let profile = own_profile(db, user).await?;
+    let profile = own_profile(&ctx.db, user).await?;
+    let mut uow = UnitOfWork::begin(ctx).await?;
     let mut update = coach_profiles::Entity::update_many()
         .col_expr(coach_profiles::Column::Published, Expr::value(published))
         .col_expr(coach_profiles::Column::UpdatedAt, Expr::value(Utc::now()))
@@ -452,12 +397,15 @@ pub async fn publish(
     if published {
         update = update.filter(coach_profiles::Column::Status.eq(CoachStatus::Approved.as_str()));
     }
-    if update.exec(db).await?.rows_affected != 1 {
+    if update.exec(uow.db()).await?.rows_affected != 1 {
         return Err(AppError::Conflict(
             "only an approved profile can be published".into(),
         ));
     }
-    get(db, &profile.id).await
+    let changed = get(uow.db(), &profile.id).await?;
+    uow.listing_changed(&profile.id);
+    uow.commit().await?;
+    Ok(changed)
 }
 
 pub async fn get<C: ConnectionTrait>(db: &C, coach_id: &str) -> AppResult<coach_profiles::Model> {
@@ -469,7 +417,7 @@ pub async fn get<C: ConnectionTrait>(db: &C, coach_id: &str) -> AppResult<coach_
 
 /// Admin review: PENDING_REVIEW -> APPROVED or REJECTED (with a reason).
 pub async fn review(
-    db: &DatabaseConnection,
+    ctx: &DomainCtx,
     admin: &CurrentUser,
     coach_id: &str,
     approve: bool,
@@ -481,93 +429,33 @@ pub async fn review(
         (false, Some(r)) => Some(text_field("reason", r, 3, 1000)?),
         (false, None) => return Err(AppError::bad_input("reason", "give a reason")),
     };
-    get(db, coach_id).await?;
-    let txn = crate::db::begin(db).await?;
+    get(&ctx.db, coach_id).await?;
+    let mut uow = UnitOfWork::begin(ctx).await?;
     let (to, act) = if approve {
         (CoachStatus::Approved, action::COACH_APPROVED)
     } else {
         (CoachStatus::Rejected, action::COACH_REJECTED)
     };
     transition(
-        &txn,
+        uow.db(),
         coach_id,
         &[CoachStatus::PendingReview],
         to,
         reason.clone(),
     )
     .await?;
-    audit::record(
-        &txn,
-        Entry {
-            action: act,
-            actor_id: Some(&admin.id),
-            target_type: Some("coach"),
-            target_id: Some(coach_id),
-            ip,
-            detail: reason.map(|r| serde_json::json!({ "reason": r })),
-        },
-    )
+    uow.audit(Entry {
+        action: act,
+        actor_id: Some(&admin.id),
+        target_type: Some("coach"),
+        target_id: Some(coach_id),
+        ip,
+        detail: reason.map(|r| serde_json::json!({ "reason": r })),
+    })
     .await?;
-    txn.commit().await?;
-    get(db, coach_id).await
-}
-
-/// Suspends a user: every token stops working at once (session version
-/// bump) and a coach profile leaves search (status SUSPENDED).
-pub async fn suspend_user(
-    db: &DatabaseConnection,
-    admin: &CurrentUser,
-    user_id: &str,
-    reason: &str,
-    ip: Option<&str>,
-) -> AppResult<users::Model> {
-    let reason = text_field("reason", reason, 3, 1000)?;
-    if user_id == admin.id {
-        return Err(AppError::Conflict("you cannot suspend yourself".into()));
-    }
-    let user = users::Entity::find_by_id(user_id.to_string())
-        .one(db)
-        .await?
-        .ok_or(AppError::NotFound("user"))?;
-    if user.suspended_at.is_some() {
-        return Err(AppError::Conflict("the user is already suspended".into()));
-    }
-    let now = Utc::now();
-    let txn = crate::db::begin(db).await?;
-    users::Entity::update_many()
-        .col_expr(users::Column::SuspendedAt, Expr::value(now))
-        .col_expr(users::Column::SuspensionReason, Expr::value(reason.clone()))
-        .filter(users::Column::Id.eq(user_id))
-        .exec(&txn)
-        .await?;
-    end_all_sessions(&txn, user_id).await?;
-    coach_profiles::Entity::update_many()
-        .col_expr(
-            coach_profiles::Column::Status,
-            Expr::value(CoachStatus::Suspended.as_str()),
-        )
-        .col_expr(coach_profiles::Column::Published, Expr::value(false))
-        .col_expr(coach_profiles::Column::UpdatedAt, Expr::value(now))
-        .filter(coach_profiles::Column::UserId.eq(user_id))
-        .exec(&txn)
-        .await?;
-    audit::record(
-        &txn,
-        Entry {
-            action: action::USER_SUSPENDED,
-            actor_id: Some(&admin.id),
-            target_type: Some("user"),
-            target_id: Some(user_id),
-            ip,
-            detail: Some(serde_json::json!({ "reason": reason })),
-        },
-    )
-    .await?;
-    txn.commit().await?;
-    users::Entity::find_by_id(user_id.to_string())
-        .one(db)
-        .await?
-        .ok_or(AppError::NotFound("user"))
+    uow.listing_changed(coach_id);
+    uow.commit().await?;
+    get(&ctx.db, coach_id).await
 }
 
 /// Whether `viewer` may see this profile: the public sees approved,
@@ -596,92 +484,9 @@ pub async fn find_visible<C: ConnectionTrait>(
         .filter(|p| visible_to(p, viewer)))
 }
 
-/// Recomputes a coach's rating figures from visible reviews; called in the
-/// transaction that adds, hides or removes a review.
-pub async fn refresh_rating<C: ConnectionTrait>(db: &C, coach_id: &str) -> AppResult<()> {
-    use sea_orm::{FromQueryResult, QuerySelect};
-    #[derive(FromQueryResult)]
-    struct Totals {
-        count: i64,
-        sum: Option<i64>,
-    }
-    let totals = entity::reviews::Entity::find()
-        .select_only()
-        .column_as(Expr::col(entity::reviews::Column::Id).count(), "count")
-        .column_as(
-            Expr::col(entity::reviews::Column::Rating)
-                .sum()
-                .cast_as("bigint"),
-            "sum",
-        )
-        .filter(entity::reviews::Column::CoachId.eq(coach_id))
-        .filter(entity::reviews::Column::Hidden.eq(false))
-        .into_model::<Totals>()
-        .one(db)
-        .await?
-        .unwrap_or(Totals {
-            count: 0,
-            sum: None,
-        });
-    let sum = totals.sum.unwrap_or(0);
-    coach_profiles::Entity::update_many()
-        .col_expr(
-            coach_profiles::Column::RatingCount,
-            Expr::value(totals.count as i32),
-        )
-        .col_expr(coach_profiles::Column::RatingSum, Expr::value(sum))
-        .col_expr(
-            coach_profiles::Column::RatingScore,
-            Expr::value(rating_score(totals.count, sum)),
-        )
-        .filter(coach_profiles::Column::Id.eq(coach_id))
-        .exec(db)
-        .await?;
-    Ok(())
-}
-
-/// The slots of `availableSlots`: validated range and duration, the
-/// coach's rules in the coach's zone, minus busy time.
-pub async fn open_slots<C: ConnectionTrait>(
-    db: &C,
-    profile: &coach_profiles::Model,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    duration_minutes: i32,
-    earliest_start: DateTime<Utc>,
-) -> AppResult<Vec<availability::Slot>> {
-    availability::check_range(from, to)?;
-    let duration = u32::try_from(duration_minutes)
-        .ok()
-        .filter(|d| durations_of(profile).contains(d))
-        .ok_or_else(|| {
-            AppError::bad_input("durationMinutes", "the coach does not offer this duration")
-        })?;
-    let tz = parse_timezone(&profile.timezone)?;
-    let rules = load_rules(db, &profile.id).await?;
-    let margin = chrono::Duration::minutes(i64::from(duration));
-    let busy =
-        crate::domain::booking::busy_intervals(db, &profile.id, from - margin, to + margin).await?;
-    Ok(availability::available_slots(&availability::SlotQuery {
-        rules: &rules,
-        tz,
-        from,
-        to,
-        duration_minutes: duration,
-        earliest_start,
-        busy: &busy,
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn damped_rating_prefers_many_good_reviews() {
-        assert!(rating_score(50, 240) > rating_score(1, 5));
-        assert_eq!(rating_score(0, 0), 4_000_000);
-    }
 
     #[test]
     fn hostile_bios_lose_their_scripts() {

@@ -1,5 +1,7 @@
-//! Business rules. Nothing here imports axum or async-graphql: resolvers
-//! check input, call these functions and map the result.
+//! Business rules. Nothing here knows about HTTP or GraphQL: resolvers,
+//! jobs and webhooks check input, call these functions with a
+//! [`DomainCtx`] and map the result. Every state change runs in a
+//! [`UnitOfWork`](uow::UnitOfWork).
 
 pub mod admin;
 pub mod audit;
@@ -7,9 +9,15 @@ pub mod auth;
 pub mod availability;
 pub mod booking;
 pub mod coach;
+pub mod context;
+pub mod hold;
 pub mod listing;
 pub mod payment;
 pub mod reference;
+pub mod reservation;
 pub mod review;
 pub mod search;
 pub mod types;
+pub mod uow;
+
+pub use context::{DomainCtx, Policy};

@@ -1,11 +1,14 @@
-//! The payment seam: what bookings (and later packages and sponsorships)
-//! need from a payment provider, the development provider, and the effects
-//! of a completed payment and of refunds.
+//! Payments, in one place: what a purchase (a booking, and later a package
+//! or a sponsorship) needs from a payment provider, the payment rows, the
+//! effects of a completed payment, and refunds.
 //!
-//! Refunds are decided inside the transaction that causes them (a PENDING
-//! refund row) and executed afterwards through the provider with the refund
-//! id as idempotency key, retried by a job until the provider confirms: a
-//! crash between the two never loses or doubles money.
+//! A payment row is written in the transaction that creates what it pays
+//! for; the provider's checkout is created after that commit (the provider
+//! is the outside world). Refunds are decided inside the transaction that
+//! causes them (a PENDING refund row) and executed afterwards through the
+//! provider with the refund id as idempotency key, retried by a job until
+//! the provider confirms: a crash between the two never loses or doubles
+//! money.
 
 use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -14,8 +17,111 @@ use sea_orm::{
     QueryOrder, QuerySelect, Set,
 };
 
+use crate::domain::audit::{Entry, action};
+use crate::domain::booking::{self, PaidOutcome};
+use crate::domain::context::DomainCtx;
+use crate::domain::uow::UnitOfWork;
 use crate::error::{AppError, AppResult};
 use entity::{payments, refunds};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    Refunded,
+    PartiallyRefunded,
+}
+
+impl PaymentStatus {
+    pub const ALL: [PaymentStatus; 5] = [
+        PaymentStatus::Pending,
+        PaymentStatus::Succeeded,
+        PaymentStatus::Failed,
+        PaymentStatus::Refunded,
+        PaymentStatus::PartiallyRefunded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Pending => "PENDING",
+            PaymentStatus::Succeeded => "SUCCEEDED",
+            PaymentStatus::Failed => "FAILED",
+            PaymentStatus::Refunded => "REFUNDED",
+            PaymentStatus::PartiallyRefunded => "PARTIALLY_REFUNDED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    pub fn of(p: &payments::Model) -> Self {
+        Self::parse(&p.status).unwrap_or(PaymentStatus::Pending)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundStatus {
+    /// Decided; not yet confirmed by the provider (the job retries it).
+    Pending,
+    Succeeded,
+}
+
+impl RefundStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Pending => "PENDING",
+            RefundStatus::Succeeded => "SUCCEEDED",
+        }
+    }
+}
+
+/// What a payment is for; exactly one link of the row is set, the one
+/// its purpose names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    Booking(String),
+    PackagePurchase(String),
+    Sponsorship(String),
+}
+
+impl Purpose {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Purpose::Booking(_) => "BOOKING",
+            Purpose::PackagePurchase(_) => "PACKAGE_PURCHASE",
+            Purpose::Sponsorship(_) => "SPONSORSHIP",
+        }
+    }
+
+    /// The purpose of a stored payment.
+    pub fn of(p: &payments::Model) -> Option<Self> {
+        match p.purpose.as_str() {
+            "BOOKING" => p.booking_id.clone().map(Purpose::Booking),
+            "PACKAGE_PURCHASE" => p.package_purchase_id.clone().map(Purpose::PackagePurchase),
+            "SPONSORSHIP" => p.sponsorship_id.clone().map(Purpose::Sponsorship),
+            _ => None,
+        }
+    }
+}
+
+/// Which provider handles a payment; stored with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// Development only: a local checkout page, refunds succeed at once.
+    Dev,
+    Stripe,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Dev => "dev",
+            ProviderKind::Stripe => "stripe",
+        }
+    }
+}
 
 pub struct CheckoutRequest<'a> {
     pub payment_id: &'a str,
@@ -45,47 +151,182 @@ pub struct ProviderError(pub String);
 
 #[async_trait::async_trait]
 pub trait PaymentProvider: Send + Sync {
-    fn name(&self) -> &'static str;
+    fn kind(&self) -> ProviderKind;
     async fn create_checkout(&self, req: CheckoutRequest<'_>) -> Result<Checkout, ProviderError>;
     async fn refund(&self, req: RefundRequest<'_>) -> Result<String, ProviderError>;
 }
 
-/// Development only: checkout is a local page whose form completes the
-/// payment; refunds succeed at once. Never built in production.
-pub struct DevPaymentProvider {
-    public_base_url: String,
+/// A new PENDING payment for `purpose`, written in the caller's transaction.
+pub async fn create_pending(
+    ctx: &DomainCtx,
+    uow: &UnitOfWork,
+    purpose: Purpose,
+    amount_minor: i64,
+    currency: &str,
+) -> AppResult<payments::Model> {
+    let now = Utc::now();
+    let (booking_id, package_purchase_id, sponsorship_id) = match &purpose {
+        Purpose::Booking(id) => (Some(id.clone()), None, None),
+        Purpose::PackagePurchase(id) => (None, Some(id.clone()), None),
+        Purpose::Sponsorship(id) => (None, None, Some(id.clone())),
+    };
+    Ok(payments::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        purpose: Set(purpose.as_str().into()),
+        booking_id: Set(booking_id),
+        package_purchase_id: Set(package_purchase_id),
+        sponsorship_id: Set(sponsorship_id),
+        status: Set(PaymentStatus::Pending.as_str().into()),
+        amount_minor: Set(amount_minor),
+        currency: Set(currency.into()),
+        refunded_minor: Set(0),
+        provider: Set(ctx.payments.kind().as_str().into()),
+        provider_ref: Set(None),
+        checkout_url: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(uow.db())
+    .await?)
 }
 
-impl DevPaymentProvider {
-    pub fn new(public_base_url: &str) -> Self {
-        DevPaymentProvider {
-            public_base_url: public_base_url.trim_end_matches('/').to_string(),
+/// What the provider's checkout shows and where the money goes.
+pub struct CheckoutTerms<'a> {
+    pub description: String,
+    pub destination_account: Option<&'a str>,
+    pub application_fee_minor: i64,
+}
+
+/// Opens the provider's checkout for a committed PENDING payment (outside
+/// any transaction) and stores its reference and URL.
+pub async fn start_checkout(
+    ctx: &DomainCtx,
+    payment: payments::Model,
+    terms: CheckoutTerms<'_>,
+) -> AppResult<payments::Model> {
+    let checkout = ctx
+        .payments
+        .create_checkout(CheckoutRequest {
+            payment_id: &payment.id,
+            amount_minor: payment.amount_minor,
+            currency: &payment.currency,
+            description: terms.description,
+            destination_account: terms.destination_account,
+            application_fee_minor: terms.application_fee_minor,
+        })
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e.0, "checkout could not be created");
+            AppError::Payment("the payment provider could not start a checkout".into())
+        })?;
+    let mut m: payments::ActiveModel = payment.into();
+    m.provider_ref = Set(Some(checkout.provider_ref));
+    m.checkout_url = Set(Some(checkout.url));
+    m.updated_at = Set(Utc::now());
+    Ok(m.update(&ctx.db).await?)
+}
+
+pub async fn find(db: &DatabaseConnection, payment_id: &str) -> AppResult<payments::Model> {
+    if payment_id.len() > 64 {
+        return Err(AppError::NotFound("payment"));
+    }
+    payments::Entity::find_by_id(payment_id.to_string())
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("payment"))
+}
+
+/// The payment of a booking, if it has one.
+pub async fn of_booking<C: ConnectionTrait>(
+    db: &C,
+    booking_id: &str,
+) -> AppResult<Option<payments::Model>> {
+    Ok(payments::Entity::find()
+        .filter(payments::Column::BookingId.eq(booking_id))
+        .one(db)
+        .await?)
+}
+
+/// A payment completed (the dev checkout page, the provider's webhook).
+/// Settles what it paid for in one transaction; a second completion of the
+/// same payment changes nothing and answers false. A booking payment that
+/// arrives after the booking lapsed and its time was released is refunded
+/// in full, never kept.
+pub async fn complete(ctx: &DomainCtx, payment_id: &str) -> AppResult<bool> {
+    let payment = find(&ctx.db, payment_id).await?;
+    let mut uow = UnitOfWork::begin(ctx).await?;
+    let first = payments::Entity::update_many()
+        .col_expr(
+            payments::Column::Status,
+            Expr::value(PaymentStatus::Succeeded.as_str()),
+        )
+        .col_expr(payments::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(payments::Column::Id.eq(payment.id.clone()))
+        .filter(payments::Column::Status.eq(PaymentStatus::Pending.as_str()))
+        .exec(uow.db())
+        .await?;
+    if first.rows_affected != 1 {
+        return Ok(false);
+    }
+    let payment = payments::Entity::find_by_id(payment.id.clone())
+        .one(uow.db())
+        .await?
+        .ok_or(AppError::NotFound("payment"))?;
+    let purpose =
+        Purpose::of(&payment).ok_or_else(|| AppError::internal("payment without a purpose"))?;
+    uow.audit(Entry {
+        action: action::PAYMENT_SUCCEEDED,
+        actor_id: None,
+        target_type: Some("payment"),
+        target_id: Some(&payment.id),
+        ip: None,
+        detail: Some(serde_json::json!({
+            "purpose": purpose.as_str(),
+            "booking": payment.booking_id,
+            "amountMinor": payment.amount_minor,
+        })),
+    })
+    .await?;
+    match &purpose {
+        Purpose::Booking(booking_id) => {
+            let outcome = booking::confirm_paid(ctx, &mut uow, booking_id).await?;
+            if outcome == PaidOutcome::Lapsed {
+                decide_refund(&mut uow, &payment, payment.amount_minor, "late payment").await?;
+                booking::add_refunded(&uow, booking_id, payment.amount_minor, None).await?;
+            }
+            booking::publish_current(&mut uow, booking_id).await?;
+        }
+        Purpose::PackagePurchase(_) | Purpose::Sponsorship(_) => {
+            return Err(AppError::internal(format!(
+                "no settlement for {} payments yet",
+                purpose.as_str()
+            )));
         }
     }
+    uow.commit().await?;
+    Ok(true)
 }
 
-#[async_trait::async_trait]
-impl PaymentProvider for DevPaymentProvider {
-    fn name(&self) -> &'static str {
-        "dev"
-    }
-
-    async fn create_checkout(&self, req: CheckoutRequest<'_>) -> Result<Checkout, ProviderError> {
-        Ok(Checkout {
-            provider_ref: format!("dev_cs_{}", req.payment_id),
-            url: format!("{}/dev/checkout/{}", self.public_base_url, req.payment_id),
-        })
-    }
-
-    async fn refund(&self, req: RefundRequest<'_>) -> Result<String, ProviderError> {
-        Ok(format!("dev_re_{}", req.refund_id))
-    }
+/// An unpaid booking lapsed: its pending payment will never complete.
+pub async fn fail_pending_of_booking(uow: &UnitOfWork, booking_id: &str) -> AppResult<()> {
+    payments::Entity::update_many()
+        .col_expr(
+            payments::Column::Status,
+            Expr::value(PaymentStatus::Failed.as_str()),
+        )
+        .col_expr(payments::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(payments::Column::BookingId.eq(booking_id))
+        .filter(payments::Column::Status.eq(PaymentStatus::Pending.as_str()))
+        .exec(uow.db())
+        .await?;
+    Ok(())
 }
 
-/// Records a refund to execute (inside the caller's transaction) and moves
-/// the payment's refunded total and status. Refuses more than was paid.
-pub async fn decide_refund<C: ConnectionTrait>(
-    db: &C,
+/// Records a refund to execute (inside the unit of work, which sends it
+/// once committed) and moves the payment's refunded total and status.
+/// Refuses more than was paid.
+pub async fn decide_refund(
+    uow: &mut UnitOfWork,
     payment: &payments::Model,
     amount_minor: i64,
     reason: &str,
@@ -107,20 +348,23 @@ pub async fn decide_refund<C: ConnectionTrait>(
                 Expr::col(payments::Column::RefundedMinor)
                     .add(amount_minor)
                     .gte(Expr::col(payments::Column::AmountMinor)),
-                "REFUNDED",
+                PaymentStatus::Refunded.as_str(),
             )
-            .finally("PARTIALLY_REFUNDED")
+            .finally(PaymentStatus::PartiallyRefunded.as_str())
             .into(),
         )
         .col_expr(payments::Column::UpdatedAt, Expr::value(now))
         .filter(payments::Column::Id.eq(payment.id.clone()))
-        .filter(payments::Column::Status.is_in(["SUCCEEDED", "PARTIALLY_REFUNDED"]))
+        .filter(payments::Column::Status.is_in([
+            PaymentStatus::Succeeded.as_str(),
+            PaymentStatus::PartiallyRefunded.as_str(),
+        ]))
         .filter(
             Expr::col(payments::Column::RefundedMinor)
                 .add(amount_minor)
                 .lte(Expr::col(payments::Column::AmountMinor)),
         )
-        .exec(db)
+        .exec(uow.db())
         .await?;
     if res.rows_affected != 1 {
         return Err(AppError::Conflict(
@@ -131,15 +375,16 @@ pub async fn decide_refund<C: ConnectionTrait>(
         id: Set(uuid::Uuid::now_v7().to_string()),
         payment_id: Set(payment.id.clone()),
         amount_minor: Set(amount_minor),
-        status: Set("PENDING".into()),
+        status: Set(RefundStatus::Pending.as_str().into()),
         reason: Set(reason.into()),
         provider_ref: Set(None),
         attempts: Set(0),
         created_at: Set(now),
         updated_at: Set(now),
     }
-    .insert(db)
+    .insert(uow.db())
     .await?;
+    uow.refund_decided(&refund.id);
     Ok(Some(refund))
 }
 
@@ -151,7 +396,8 @@ pub async fn execute_pending_refunds(
     provider: &dyn PaymentProvider,
     only: Option<&str>,
 ) -> AppResult<usize> {
-    let mut q = refunds::Entity::find().filter(refunds::Column::Status.eq("PENDING"));
+    let mut q =
+        refunds::Entity::find().filter(refunds::Column::Status.eq(RefundStatus::Pending.as_str()));
     if let Some(id) = only {
         q = q.filter(refunds::Column::Id.eq(id));
     }
@@ -184,11 +430,14 @@ pub async fn execute_pending_refunds(
             )
             .col_expr(refunds::Column::UpdatedAt, Expr::value(now))
             .filter(refunds::Column::Id.eq(refund.id.clone()))
-            .filter(refunds::Column::Status.eq("PENDING"));
+            .filter(refunds::Column::Status.eq(RefundStatus::Pending.as_str()));
         match result {
             Ok(provider_ref) => {
                 update = update
-                    .col_expr(refunds::Column::Status, Expr::value("SUCCEEDED"))
+                    .col_expr(
+                        refunds::Column::Status,
+                        Expr::value(RefundStatus::Succeeded.as_str()),
+                    )
                     .col_expr(refunds::Column::ProviderRef, Expr::value(provider_ref));
                 done += 1;
             }

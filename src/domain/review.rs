@@ -1,9 +1,16 @@
-//! Reviews as listed under a coach (newest first). Writing reviews comes
-//! with completed bookings.
+//! Reviews as listed under a coach (newest first), the coach's rating
+//! figures, and the review previews shared across requests. Writing reviews
+//! comes with completed bookings.
 
-use sea_orm::{ConnectionTrait, FromQueryResult, Statement};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, Statement};
 
 use crate::error::{AppError, AppResult};
+use entity::coach_profiles;
 
 /// A visible review with its author's name.
 #[derive(Debug, Clone, FromQueryResult)]
@@ -62,24 +69,164 @@ pub async fn page<C: ConnectionTrait>(
     .await?)
 }
 
-/// The review written for a booking, if any (hidden ones are not shown).
-pub async fn for_booking<C: ConnectionTrait>(
+/// The reviews written for these bookings, by booking id (hidden ones are
+/// not shown), in one statement.
+pub async fn for_bookings<C: ConnectionTrait>(
     db: &C,
-    booking_id: &str,
-) -> AppResult<Option<ReviewRow>> {
+    booking_ids: &[String],
+) -> AppResult<HashMap<String, ReviewRow>> {
+    #[derive(FromQueryResult)]
+    struct WithBooking {
+        booking_id: String,
+        id: String,
+        coach_id: String,
+        rating: i16,
+        comment: String,
+        coach_response: Option<String>,
+        created_at: chrono::DateTime<chrono::Utc>,
+        author_name: String,
+    }
+    if booking_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
     let backend = db.get_database_backend();
+    let marks: Vec<String> = (1..=booking_ids.len())
+        .map(|n| placeholder(backend, n))
+        .collect();
     let sql = format!(
-        "SELECT r.id, r.coach_id, r.rating, r.comment, r.coach_response, r.created_at, u.name AS author_name
+        "SELECT r.booking_id, r.id, r.coach_id, r.rating, r.comment, r.coach_response, r.created_at,
+                u.name AS author_name
          FROM reviews r JOIN users u ON u.id = r.consumer_id
-         WHERE r.booking_id = {} AND r.hidden = {}",
-        placeholder(backend, 1),
+         WHERE r.booking_id IN ({}) AND r.hidden = {}",
+        marks.join(", "),
         false_literal(backend),
     );
-    Ok(ReviewRow::find_by_statement(Statement::from_sql_and_values(
-        backend,
-        sql,
-        [booking_id.into()],
-    ))
-    .one(db)
-    .await?)
+    let values: Vec<sea_orm::Value> = booking_ids.iter().map(|id| id.clone().into()).collect();
+    let rows = WithBooking::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.booking_id,
+                ReviewRow {
+                    id: r.id,
+                    coach_id: r.coach_id,
+                    rating: r.rating,
+                    comment: r.comment,
+                    coach_response: r.coach_response,
+                    created_at: r.created_at,
+                    author_name: r.author_name,
+                },
+            )
+        })
+        .collect())
+}
+
+/// The damped (Bayesian) average used for ranking, times 1,000,000: the
+/// ratings are blended with `PRIOR_WEIGHT` imaginary reviews of
+/// `PRIOR_MEAN`, so one 5-star review (4.09) does not beat fifty 4.8s (4.67).
+pub const PRIOR_MEAN: f64 = 4.0;
+pub const PRIOR_WEIGHT: f64 = 10.0;
+
+pub fn rating_score(count: i64, sum: i64) -> i64 {
+    let damped = (PRIOR_WEIGHT * PRIOR_MEAN + sum as f64) / (PRIOR_WEIGHT + count as f64);
+    (damped * 1_000_000.0).round() as i64
+}
+
+/// Recomputes a coach's rating figures from visible reviews; called in the
+/// transaction that adds, hides or removes a review.
+pub async fn refresh_rating<C: ConnectionTrait>(db: &C, coach_id: &str) -> AppResult<()> {
+    use sea_orm::QuerySelect;
+    #[derive(FromQueryResult)]
+    struct Totals {
+        count: i64,
+        sum: Option<i64>,
+    }
+    let totals = entity::reviews::Entity::find()
+        .select_only()
+        .column_as(Expr::col(entity::reviews::Column::Id).count(), "count")
+        .column_as(
+            Expr::col(entity::reviews::Column::Rating)
+                .sum()
+                .cast_as("bigint"),
+            "sum",
+        )
+        .filter(entity::reviews::Column::CoachId.eq(coach_id))
+        .filter(entity::reviews::Column::Hidden.eq(false))
+        .into_model::<Totals>()
+        .one(db)
+        .await?
+        .unwrap_or(Totals {
+            count: 0,
+            sum: None,
+        });
+    let sum = totals.sum.unwrap_or(0);
+    coach_profiles::Entity::update_many()
+        .col_expr(
+            coach_profiles::Column::RatingCount,
+            Expr::value(totals.count as i32),
+        )
+        .col_expr(coach_profiles::Column::RatingSum, Expr::value(sum))
+        .col_expr(
+            coach_profiles::Column::RatingScore,
+            Expr::value(rating_score(totals.count, sum)),
+        )
+        .filter(coach_profiles::Column::Id.eq(coach_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The newest `first` visible reviews of a coach: the key of a preview.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReviewKey {
+    pub coach_id: String,
+    pub first: u32,
+}
+
+/// When a preview was loaded, and what it held.
+type CachedReviews = (Instant, Vec<ReviewRow>);
+
+/// Review previews shared by all requests for a few seconds: every search
+/// card shows a coach's newest reviews, and those change rarely. A new
+/// review shows within `REVIEW_CACHE_TTL`.
+#[derive(Clone, Default)]
+pub struct ReviewCache(Arc<std::sync::Mutex<HashMap<ReviewKey, CachedReviews>>>);
+
+pub const REVIEW_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Past this many entries the cache starts afresh, so memory stays bounded.
+const REVIEW_CACHE_MAX: usize = 50_000;
+
+impl ReviewCache {
+    pub fn get(&self, key: &ReviewKey) -> Option<Vec<ReviewRow>> {
+        let map = self.0.lock().ok()?;
+        map.get(key)
+            .filter(|(at, _)| at.elapsed() < REVIEW_CACHE_TTL)
+            .map(|(_, rows)| rows.clone())
+    }
+
+    pub fn put(&self, entries: &HashMap<ReviewKey, Vec<ReviewRow>>) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() + entries.len() > REVIEW_CACHE_MAX {
+                map.clear();
+            }
+            let now = Instant::now();
+            for (k, v) in entries {
+                map.insert(k.clone(), (now, v.clone()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damped_rating_prefers_many_good_reviews() {
+        assert!(rating_score(50, 240) > rating_score(1, 5));
+        assert_eq!(rating_score(0, 0), 4_000_000);
+    }
 }

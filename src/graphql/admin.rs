@@ -27,12 +27,17 @@ impl AdminQuery {
         after: Option<String>,
     ) -> Result<CoachConnection> {
         let state = ctx.state()?;
-        let page =
-            admin::coaches(&state.db, status.map(Into::into), first, after.as_deref()).await?;
+        let page = admin::coaches(
+            &state.domain.db,
+            status.map(Into::into),
+            first,
+            after.as_deref(),
+        )
+        .await?;
         let ids: Vec<String> = page.items.iter().map(|c| c.id.clone()).collect();
         crate::graphql::loaders::prefetch(ctx, &ids, false)
             .await
-            .map_err(crate::graphql::coach::load_err)?;
+            .map_err(crate::graphql::loaders::load_err)?;
         let mut conn = CoachConnection::with_additional_fields(
             after.is_some(),
             page.has_next,
@@ -57,7 +62,7 @@ impl AdminQuery {
     ) -> Result<UserConnection> {
         let state = ctx.state()?;
         let page = admin::users(
-            &state.db,
+            &state.domain.db,
             query.as_deref(),
             role.map(Into::into),
             first,
@@ -98,21 +103,19 @@ impl AdminMutation {
     async fn suspend_user(&self, ctx: &Context<'_>, user_id: ID, reason: String) -> Result<User> {
         let state = ctx.state()?;
         let ip = ctx.request()?.ip_string();
-        let changed = domain::suspend_user(
-            &state.db,
+        let changed = admin::suspend_user(
+            &state.domain,
             ctx.current_user()?,
             &user_id,
             &reason,
             ip.as_deref(),
         )
         .await?;
-        state.listings.invalidate();
         Ok(User::other(changed))
     }
 }
 
-/// An admin's decision on a profile under review; the coach's listing is
-/// marked stale for search.
+/// An admin's decision on a profile under review.
 async fn decide(
     ctx: &Context<'_>,
     coach_id: &str,
@@ -122,7 +125,7 @@ async fn decide(
     let state = ctx.state()?;
     let ip = ctx.request()?.ip_string();
     let changed = domain::review(
-        &state.db,
+        &state.domain,
         ctx.current_user()?,
         coach_id,
         approve,
@@ -130,6 +133,5 @@ async fn decide(
         ip.as_deref(),
     )
     .await?;
-    state.listings.invalidate_coach(&changed.id);
     Ok(Coach::from(changed))
 }

@@ -63,9 +63,7 @@ impl AuthMutation {
         let state = ctx.state()?;
         let ip = ctx.request()?.ip_string();
         let tokens = auth::register(
-            &state.db,
-            &state.auth,
-            &state.reference,
+            &state.domain,
             auth::RegisterInput {
                 email: &input.email,
                 password: &input.password,
@@ -88,21 +86,17 @@ impl AuthMutation {
     ) -> Result<AuthPayload> {
         let state = ctx.state()?;
         let ip = ctx.request()?.ip_string();
-        Ok(
-            auth::login(&state.db, &state.auth, &email, &password, ip.as_deref())
-                .await?
-                .into(),
-        )
+        Ok(auth::login(&state.domain, &email, &password, ip.as_deref())
+            .await?
+            .into())
     }
 
     async fn refresh_token(&self, ctx: &Context<'_>, refresh_token: String) -> Result<AuthPayload> {
         let state = ctx.state()?;
         let ip = ctx.request()?.ip_string();
-        Ok(
-            auth::refresh(&state.db, &state.auth, &refresh_token, ip.as_deref())
-                .await?
-                .into(),
-        )
+        Ok(auth::refresh(&state.domain, &refresh_token, ip.as_deref())
+            .await?
+            .into())
     }
 
     #[graphql(guard = "RoleGuard::SignedIn")]
@@ -110,7 +104,7 @@ impl AuthMutation {
         let state = ctx.state()?;
         let ip = ctx.request()?.ip_string();
         auth::logout(
-            &state.db,
+            &state.domain,
             ctx.current_user()?,
             &refresh_token,
             ip.as_deref(),
@@ -129,7 +123,7 @@ impl AuthMutation {
         let state = ctx.state()?;
         let ip = ctx.request()?.ip_string();
         auth::change_password(
-            &state.db,
+            &state.domain,
             ctx.current_user()?,
             &current_password,
             &new_password,
@@ -142,13 +136,7 @@ impl AuthMutation {
     #[graphql(guard = "RoleGuard::SignedIn")]
     async fn set_market(&self, ctx: &Context<'_>, market_code: String) -> Result<User> {
         let state = ctx.state()?;
-        let user = auth::set_market(
-            &state.db,
-            &state.reference,
-            ctx.current_user()?,
-            &market_code,
-        )
-        .await?;
+        let user = auth::set_market(&state.domain, ctx.current_user()?, &market_code).await?;
         Ok(User::own(user))
     }
 
@@ -156,7 +144,7 @@ impl AuthMutation {
     async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> Result<User> {
         let state = ctx.state()?;
         let user =
-            auth::update_profile(&state.db, ctx.current_user()?, input.name.as_deref()).await?;
+            auth::update_profile(&state.domain, ctx.current_user()?, input.name.as_deref()).await?;
         Ok(User::own(user))
     }
 }

@@ -5,20 +5,22 @@ use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, ID, Object, Result, Subscription};
 use chrono::Utc;
 use futures_util::Stream;
-use sea_orm::EntityTrait;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::domain::booking::{self as domain, BookingStatus as DomainStatus};
+use crate::domain::hold;
+use crate::domain::payment::PaymentStatus as DomainPaymentStatus;
 use crate::domain::types::Role as DomainRole;
-use crate::error::AppError;
 use crate::graphql::CtxExt;
-use crate::graphql::coach::{Coach, TotalCount};
+use crate::graphql::coach::{Coach, Review, TotalCount};
 use crate::graphql::guards::RoleGuard;
+use crate::graphql::loaders::{load_one, loaders};
 use crate::graphql::scalars::DateTime;
 use crate::graphql::types::{Money, User};
 use entity::{bookings, holds, payments};
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::domain::booking::BookingStatus")]
 pub enum BookingStatus {
     PendingPayment,
     Confirmed,
@@ -28,33 +30,8 @@ pub enum BookingStatus {
     NoShowCoach,
 }
 
-impl From<BookingStatus> for DomainStatus {
-    fn from(s: BookingStatus) -> Self {
-        match s {
-            BookingStatus::PendingPayment => DomainStatus::PendingPayment,
-            BookingStatus::Confirmed => DomainStatus::Confirmed,
-            BookingStatus::Completed => DomainStatus::Completed,
-            BookingStatus::Cancelled => DomainStatus::Cancelled,
-            BookingStatus::NoShowConsumer => DomainStatus::NoShowConsumer,
-            BookingStatus::NoShowCoach => DomainStatus::NoShowCoach,
-        }
-    }
-}
-
-impl From<DomainStatus> for BookingStatus {
-    fn from(s: DomainStatus) -> Self {
-        match s {
-            DomainStatus::PendingPayment => BookingStatus::PendingPayment,
-            DomainStatus::Confirmed => BookingStatus::Confirmed,
-            DomainStatus::Completed => BookingStatus::Completed,
-            DomainStatus::Cancelled => BookingStatus::Cancelled,
-            DomainStatus::NoShowConsumer => BookingStatus::NoShowConsumer,
-            DomainStatus::NoShowCoach => BookingStatus::NoShowCoach,
-        }
-    }
-}
-
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::domain::hold::HoldStatus")]
 pub enum HoldStatus {
     Active,
     Converted,
@@ -63,6 +40,7 @@ pub enum HoldStatus {
 }
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::domain::payment::PaymentStatus")]
 pub enum PaymentStatus {
     Pending,
     Succeeded,
@@ -78,11 +56,12 @@ fn money(amount_minor: i64, currency: &str) -> Money {
     }
 }
 
+/// A booking's or hold's coach, batched across a page.
 async fn coach_of(ctx: &Context<'_>, coach_id: &str) -> Result<Coach> {
-    let state = ctx.state()?;
-    Ok(Coach::from(
-        crate::domain::coach::get(&state.db, coach_id).await?,
-    ))
+    load_one(ctx, &loaders(ctx)?.coaches, coach_id.to_string())
+        .await?
+        .map(Coach)
+        .ok_or_else(|| crate::error::AppError::internal("booking coach missing").into())
 }
 
 pub struct Hold(pub holds::Model);
@@ -106,12 +85,7 @@ impl Hold {
     }
     /// An ACTIVE hold past its expiry reads EXPIRED at once.
     async fn status(&self) -> HoldStatus {
-        match domain::hold_status(&self.0, Utc::now()) {
-            "ACTIVE" => HoldStatus::Active,
-            "CONVERTED" => HoldStatus::Converted,
-            "RELEASED" => HoldStatus::Released,
-            _ => HoldStatus::Expired,
-        }
+        hold::status_at(&self.0, Utc::now()).into()
     }
 }
 
@@ -123,20 +97,14 @@ impl Payment {
         ID(self.0.id.clone())
     }
     async fn status(&self) -> PaymentStatus {
-        match self.0.status.as_str() {
-            "SUCCEEDED" => PaymentStatus::Succeeded,
-            "FAILED" => PaymentStatus::Failed,
-            "REFUNDED" => PaymentStatus::Refunded,
-            "PARTIALLY_REFUNDED" => PaymentStatus::PartiallyRefunded,
-            _ => PaymentStatus::Pending,
-        }
+        DomainPaymentStatus::of(&self.0).into()
     }
     async fn amount(&self) -> Money {
         money(self.0.amount_minor, &self.0.currency)
     }
     /// Where the client sends the consumer to pay (while pending).
     async fn checkout_url(&self) -> Option<&str> {
-        (self.0.status == "PENDING")
+        (DomainPaymentStatus::of(&self.0) == DomainPaymentStatus::Pending)
             .then_some(self.0.checkout_url.as_deref())
             .flatten()
     }
@@ -157,15 +125,12 @@ impl Booking {
     }
     /// The consumer; their email is shown to the booking's participants.
     async fn consumer(&self, ctx: &Context<'_>) -> Result<User> {
-        let state = ctx.state()?;
-        let model = entity::users::Entity::find_by_id(self.0.consumer_id.clone())
-            .one(&state.db)
-            .await
-            .map_err(AppError::from)?
-            .ok_or_else(|| AppError::internal("booking consumer missing"))?;
+        let model = load_one(ctx, &loaders(ctx)?.users, self.0.consumer_id.clone())
+            .await?
+            .ok_or_else(|| crate::error::AppError::internal("booking consumer missing"))?;
         // Only participants and admins ever resolve a booking.
         Ok(User {
-            model,
+            model: (*model).clone(),
             is_viewer: true,
         })
     }
@@ -192,21 +157,19 @@ impl Booking {
         self.0.meeting_url.as_deref()
     }
     async fn payment(&self, ctx: &Context<'_>) -> Result<Option<Payment>> {
-        use sea_orm::{ColumnTrait, QueryFilter};
-        let state = ctx.state()?;
-        Ok(payments::Entity::find()
-            .filter(payments::Column::BookingId.eq(self.0.id.clone()))
-            .one(&state.db)
-            .await
-            .map_err(AppError::from)?
-            .map(Payment))
+        Ok(
+            load_one(ctx, &loaders(ctx)?.booking_payments, self.0.id.clone())
+                .await?
+                .map(Payment),
+        )
     }
     /// The consumer's review of this session, once written.
-    async fn review(&self, ctx: &Context<'_>) -> Result<Option<crate::graphql::coach::Review>> {
-        let state = ctx.state()?;
-        Ok(crate::domain::review::for_booking(&state.db, &self.0.id)
-            .await?
-            .map(crate::graphql::coach::Review))
+    async fn review(&self, ctx: &Context<'_>) -> Result<Option<Review>> {
+        Ok(
+            load_one(ctx, &loaders(ctx)?.booking_reviews, self.0.id.clone())
+                .await?
+                .map(Review),
+        )
     }
     async fn cancellation_reason(&self) -> Option<&str> {
         self.0.cancellation_reason.as_deref()
@@ -243,7 +206,7 @@ impl BookingQuery {
     ) -> Result<BookingConnection> {
         let state = ctx.state()?;
         let page = domain::my_bookings(
-            &state.db,
+            &state.domain.db,
             ctx.current_user()?,
             status.map(Into::into),
             first,
@@ -268,7 +231,7 @@ impl BookingQuery {
     async fn booking(&self, ctx: &Context<'_>, id: ID) -> Result<Booking> {
         let state = ctx.state()?;
         Ok(Booking(
-            domain::get_for(&state.db, ctx.current_user()?, &id).await?,
+            domain::get_for(&state.domain.db, ctx.current_user()?, &id).await?,
         ))
     }
 }
@@ -288,8 +251,8 @@ impl BookingMutation {
     ) -> Result<Hold> {
         let state = ctx.state()?;
         Ok(Hold(
-            domain::create_hold(
-                state,
+            hold::create_hold(
+                &state.domain,
                 ctx.current_user()?,
                 &coach_id,
                 start_at.0,
@@ -302,7 +265,7 @@ impl BookingMutation {
     #[graphql(guard = "RoleGuard::SignedIn")]
     async fn release_hold(&self, ctx: &Context<'_>, hold_id: ID) -> Result<bool> {
         let state = ctx.state()?;
-        domain::release_hold(&state.db, ctx.current_user()?, &hold_id).await?;
+        hold::release_hold(&state.domain, ctx.current_user()?, &hold_id).await?;
         Ok(true)
     }
 
@@ -315,7 +278,7 @@ impl BookingMutation {
     ) -> Result<Booking> {
         let state = ctx.state()?;
         let (booking, _) = domain::book_hold(
-            state,
+            &state.domain,
             ctx.current_user()?,
             &hold_id,
             package_purchase_id.as_ref().map(|i| i.as_str()),
@@ -333,7 +296,7 @@ impl BookingMutation {
     ) -> Result<Booking> {
         let state = ctx.state()?;
         Ok(Booking(
-            domain::cancel(state, ctx.current_user()?, &booking_id, &reason).await?,
+            domain::cancel(&state.domain, ctx.current_user()?, &booking_id, &reason).await?,
         ))
     }
 
@@ -341,7 +304,7 @@ impl BookingMutation {
     async fn complete_booking(&self, ctx: &Context<'_>, booking_id: ID) -> Result<Booking> {
         let state = ctx.state()?;
         Ok(Booking(
-            domain::complete(state, ctx.current_user()?, &booking_id).await?,
+            domain::complete(&state.domain, ctx.current_user()?, &booking_id).await?,
         ))
     }
 
@@ -349,7 +312,7 @@ impl BookingMutation {
     async fn report_no_show(&self, ctx: &Context<'_>, booking_id: ID) -> Result<Booking> {
         let state = ctx.state()?;
         Ok(Booking(
-            domain::report_no_show(state, ctx.current_user()?, &booking_id).await?,
+            domain::report_no_show(&state.domain, ctx.current_user()?, &booking_id).await?,
         ))
     }
 }
@@ -369,9 +332,9 @@ impl BookingSubscription {
         let state = ctx.state()?;
         let user = ctx.current_user()?.clone();
         if let Some(id) = &booking_id {
-            domain::get_for(&state.db, &user, id).await?;
+            domain::get_for(&state.domain.db, &user, id).await?;
         }
-        let rx = state.events.subscribe();
+        let rx = state.domain.events.subscribe();
         let only = booking_id.map(|i| i.0);
         Ok(futures_util::stream::unfold(rx, move |mut rx| {
             let user = user.clone();

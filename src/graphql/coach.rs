@@ -7,19 +7,21 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject
 use chrono::Utc;
 
 use crate::domain::coach::{self as domain, CoachStatus as DomainStatus};
+use crate::domain::review::ReviewKey;
 use crate::domain::review::ReviewRow;
 use crate::domain::search::{self, Filter};
 use crate::domain::types::Role as DomainRole;
 use crate::error::AppError;
 use crate::graphql::CtxExt;
 use crate::graphql::guards::RoleGuard;
-use crate::graphql::loaders::{Loaders, ReviewKey};
+use crate::graphql::loaders::{Loaders, load_err, loaders};
 use crate::graphql::scalars::DateTime;
 use crate::graphql::types::{Category, Market, Money};
 use crate::graphql::{AuthState, RequestCtx};
 use entity::{coach_profiles, packages};
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::domain::coach::CoachStatus")]
 pub enum CoachStatus {
     Draft,
     PendingReview,
@@ -28,31 +30,8 @@ pub enum CoachStatus {
     Suspended,
 }
 
-impl From<DomainStatus> for CoachStatus {
-    fn from(s: DomainStatus) -> Self {
-        match s {
-            DomainStatus::Draft => CoachStatus::Draft,
-            DomainStatus::PendingReview => CoachStatus::PendingReview,
-            DomainStatus::Approved => CoachStatus::Approved,
-            DomainStatus::Rejected => CoachStatus::Rejected,
-            DomainStatus::Suspended => CoachStatus::Suspended,
-        }
-    }
-}
-
-impl From<CoachStatus> for DomainStatus {
-    fn from(s: CoachStatus) -> Self {
-        match s {
-            CoachStatus::Draft => DomainStatus::Draft,
-            CoachStatus::PendingReview => DomainStatus::PendingReview,
-            CoachStatus::Approved => DomainStatus::Approved,
-            CoachStatus::Rejected => DomainStatus::Rejected,
-            CoachStatus::Suspended => DomainStatus::Suspended,
-        }
-    }
-}
-
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
+#[graphql(remote = "crate::domain::search::Sort")]
 pub enum CoachSort {
     #[default]
     Relevance,
@@ -60,18 +39,6 @@ pub enum CoachSort {
     PriceLow,
     PriceHigh,
     Newest,
-}
-
-impl From<CoachSort> for search::Sort {
-    fn from(s: CoachSort) -> Self {
-        match s {
-            CoachSort::Relevance => search::Sort::Relevance,
-            CoachSort::Rating => search::Sort::Rating,
-            CoachSort::PriceLow => search::Sort::PriceLow,
-            CoachSort::PriceHigh => search::Sort::PriceHigh,
-            CoachSort::Newest => search::Sort::Newest,
-        }
-    }
 }
 
 #[derive(SimpleObject, Clone)]
@@ -177,18 +144,6 @@ impl From<coach_profiles::Model> for Coach {
     }
 }
 
-fn loaders<'a>(ctx: &'a Context<'_>) -> Result<&'a Loaders> {
-    ctx.data_opt::<Loaders>()
-        .ok_or_else(|| AppError::internal("Loaders missing from request data").into())
-}
-
-pub fn load_err(e: std::sync::Arc<AppError>) -> async_graphql::Error {
-    match &*e {
-        AppError::Internal(detail) => AppError::Internal(detail.clone()).into(),
-        _ => AppError::internal("loader failed").into(),
-    }
-}
-
 impl Coach {
     fn owner_or_admin(&self, ctx: &Context<'_>) -> bool {
         match ctx.data_opt::<RequestCtx>().map(|r| &r.auth) {
@@ -226,7 +181,7 @@ impl Coach {
             .unwrap_or_default();
         let mut out: Vec<Category> = ids
             .iter()
-            .filter_map(|id| state.reference.category(id))
+            .filter_map(|id| state.domain.reference.category(id))
             .cloned()
             .map(Category)
             .collect();
@@ -237,6 +192,7 @@ impl Coach {
         let state = ctx.state()?;
         Ok(Market(
             state
+                .domain
                 .reference
                 .market(&self.0.market_id)
                 .cloned()
@@ -304,7 +260,7 @@ impl Coach {
             }
             Some(after) => {
                 let state = ctx.state()?;
-                crate::domain::review::page(&state.db, &self.0.id, limit + 1, &after).await?
+                crate::domain::review::page(&state.domain.db, &self.0.id, limit + 1, &after).await?
             }
         };
         let has_next = rows.len() > limit as usize;
@@ -338,7 +294,7 @@ impl Coach {
             .unwrap_or_default()
             .iter()
             .map(|r| {
-                let r = domain::rule_of(r);
+                let r = crate::domain::availability::rule_of(r);
                 AvailabilityRule {
                     weekday: i32::from(r.weekday),
                     start_time: crate::domain::availability::format_hhmm(r.start_minute),
@@ -423,7 +379,7 @@ impl CoachQuery {
     /// any, for admins); null otherwise.
     async fn coach(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Coach>> {
         let state = ctx.state()?;
-        Ok(domain::find_visible(&state.db, &id, viewer(ctx))
+        Ok(domain::find_visible(&state.domain.db, &id, viewer(ctx))
             .await?
             .map(Coach::from))
     }
@@ -432,9 +388,11 @@ impl CoachQuery {
     #[graphql(guard = "RoleGuard::Only(DomainRole::Coach)")]
     async fn my_coach_profile(&self, ctx: &Context<'_>) -> Result<Option<Coach>> {
         let state = ctx.state()?;
-        Ok(domain::find_by_user(&state.db, &ctx.current_user()?.id)
-            .await?
-            .map(Coach::from))
+        Ok(
+            domain::find_by_user(&state.domain.db, &ctx.current_user()?.id)
+                .await?
+                .map(Coach::from),
+        )
     }
 
     async fn available_slots(
@@ -446,17 +404,16 @@ impl CoachQuery {
         duration_minutes: i32,
     ) -> Result<Vec<Slot>> {
         let state = ctx.state()?;
-        let profile = domain::find_visible(&state.db, &coach_id, viewer(ctx))
+        let profile = domain::find_visible(&state.domain.db, &coach_id, viewer(ctx))
             .await?
             .ok_or(AppError::NotFound("coach"))?;
-        let slots = domain::open_slots(
-            &state.db,
+        let slots = crate::domain::availability::open_slots(
+            &state.domain.db,
             &profile,
             from.0,
             to.0,
             duration_minutes,
-            Utc::now()
-                + chrono::Duration::from_std(state.settings.min_booking_notice).unwrap_or_default(),
+            Utc::now() + state.domain.policy.min_booking_notice(),
         )
         .await?;
         Ok(slots
@@ -488,9 +445,9 @@ impl CoachQuery {
         };
         let has_previous = after.is_some();
         let mut page = search::search(
-            &state.db,
-            &state.listings,
-            &state.reference,
+            &state.domain.db,
+            &state.domain.listings,
+            &state.domain.reference,
             &filter,
             sort.unwrap_or_default().into(),
             first,
@@ -525,8 +482,7 @@ impl CoachMutation {
     ) -> Result<Coach> {
         let state = ctx.state()?;
         let model = domain::upsert_profile(
-            &state.db,
-            &state.reference,
+            &state.domain,
             ctx.current_user()?,
             domain::ProfileInput {
                 display_name: &input.display_name,
@@ -540,7 +496,6 @@ impl CoachMutation {
             },
         )
         .await?;
-        state.listings.invalidate_coach(&model.id);
         Ok(Coach::from(model))
     }
 
@@ -557,7 +512,8 @@ impl CoachMutation {
             .map(|r| (r.weekday, r.start_time, r.end_time))
             .collect();
         Ok(Coach::from(
-            domain::set_availability(&state.db, ctx.current_user()?, &raw).await?,
+            crate::domain::availability::set_availability(&state.domain, ctx.current_user()?, &raw)
+                .await?,
         ))
     }
 
@@ -567,7 +523,7 @@ impl CoachMutation {
         let state = ctx.state()?;
         let ip = ctx.request()?.ip_string();
         Ok(Coach::from(
-            domain::submit(&state.db, ctx.current_user()?, ip.as_deref()).await?,
+            domain::submit(&state.domain, ctx.current_user()?, ip.as_deref()).await?,
         ))
     }
 
@@ -575,8 +531,7 @@ impl CoachMutation {
     #[graphql(guard = "RoleGuard::Only(DomainRole::Coach)")]
     async fn publish_coach_profile(&self, ctx: &Context<'_>, published: bool) -> Result<Coach> {
         let state = ctx.state()?;
-        let coach = domain::publish(&state.db, ctx.current_user()?, published).await?;
-        state.listings.invalidate_coach(&coach.id);
+        let coach = domain::publish(&state.domain, ctx.current_user()?, published).await?;
         Ok(Coach::from(coach))
     }
 }

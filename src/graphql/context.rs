@@ -4,9 +4,9 @@ use std::net::IpAddr;
 
 use async_graphql::Context;
 
-use crate::app::AppState;
 use crate::domain::auth::CurrentUser;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 /// Authentication outcome for one request, decided before execution.
 #[derive(Debug, Clone)]

@@ -71,7 +71,7 @@ impl Guard for RateLimit {
         }
         if let Some((retry_after_secs, bucket)) = refused {
             audit::record(
-                &state.db,
+                &state.domain.db,
                 Entry {
                     action: action::RATE_LIMITED,
                     actor_id: None,

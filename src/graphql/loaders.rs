@@ -1,5 +1,6 @@
-//! Dataloaders: one per foreign key a listed coach exposes, so a page of N
-//! coaches costs one statement per nested field, not N.
+//! Dataloaders: one per foreign key a listed coach or booking exposes, so
+//! a page of N coaches or bookings costs one statement per nested field,
+//! not N.
 //!
 //! Loaders are made per request (their cache must not outlive it). A list
 //! resolver that knows its rows (search, admin listings) primes them with
@@ -20,9 +21,9 @@ use sea_orm::{
     Statement,
 };
 
-use crate::domain::review::{ReviewRow, false_literal, placeholder};
+use crate::domain::review::{ReviewCache, ReviewKey, ReviewRow, false_literal, placeholder};
 use crate::error::AppError;
-use entity::{availability_rules, coach_categories, packages};
+use entity::{availability_rules, coach_categories, coach_profiles, packages, payments, users};
 
 pub const BATCH_DELAY: Duration = Duration::from_millis(1);
 
@@ -32,6 +33,51 @@ pub struct Loaders {
     pub packages: DataLoader<PackagesByCoach, HashMapCache>,
     pub reviews: DataLoader<ReviewsByCoach, HashMapCache>,
     pub availability: DataLoader<RulesByCoach, HashMapCache>,
+    pub coaches: DataLoader<CoachesById, HashMapCache>,
+    pub users: DataLoader<UsersById, HashMapCache>,
+    pub booking_payments: DataLoader<PaymentsByBooking, HashMapCache>,
+    pub booking_reviews: DataLoader<ReviewsByBooking, HashMapCache>,
+}
+
+/// The request's loaders; missing is an internal error, never a panic.
+pub fn loaders<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a Loaders> {
+    ctx.data_opt::<Loaders>()
+        .ok_or_else(|| AppError::internal("Loaders missing from request data").into())
+}
+
+/// A loader error as the client sees it: internal, whatever it was.
+pub fn load_err(e: Arc<AppError>) -> async_graphql::Error {
+    match &*e {
+        AppError::Internal(detail) => AppError::Internal(detail.clone()).into(),
+        _ => AppError::internal("loader failed").into(),
+    }
+}
+
+/// Marks a context whose loaders live longer than one request (a
+/// subscription's socket): values that change with each event are loaded
+/// afresh instead of from the loader's cache.
+pub struct Uncached;
+
+/// One value through `loader`: batched and cached per request, or fetched
+/// afresh under [`Uncached`].
+pub async fn load_one<K, L>(
+    ctx: &Context<'_>,
+    loader: &DataLoader<L, HashMapCache>,
+    key: K,
+) -> async_graphql::Result<Option<L::Value>>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    L: Loader<K, Error = LoadError>,
+{
+    if ctx.data_opt::<Uncached>().is_some() {
+        let mut found = loader
+            .loader()
+            .load(std::slice::from_ref(&key))
+            .await
+            .map_err(load_err)?;
+        return Ok(found.remove(&key));
+    }
+    loader.load_one(key).await.map_err(load_err)
 }
 
 impl Loaders {
@@ -48,6 +94,10 @@ impl Loaders {
             packages: make(PackagesByCoach(db.clone())),
             reviews: make(ReviewsByCoach(db.clone(), reviews.clone())),
             availability: make(RulesByCoach(db.clone())),
+            coaches: make(CoachesById(db.clone())),
+            users: make(UsersById(db.clone())),
+            booking_payments: make(PaymentsByBooking(db.clone())),
+            booking_reviews: make(ReviewsByBooking(db.clone())),
         }
     }
 }
@@ -211,48 +261,7 @@ impl Loader<String> for RulesByCoach {
     }
 }
 
-/// The newest `first` visible reviews of a coach.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ReviewKey {
-    pub coach_id: String,
-    pub first: u32,
-}
-
 pub struct ReviewsByCoach(DatabaseConnection, ReviewCache);
-
-/// Review previews shared by all requests for a few seconds: every search
-/// card shows a coach's newest reviews, and those change rarely. A new
-/// review shows within `REVIEW_CACHE_TTL`.
-/// When a preview was loaded, and what it held.
-type CachedReviews = (std::time::Instant, Vec<ReviewRow>);
-
-#[derive(Clone, Default)]
-pub struct ReviewCache(Arc<std::sync::Mutex<HashMap<ReviewKey, CachedReviews>>>);
-
-pub const REVIEW_CACHE_TTL: Duration = Duration::from_secs(5);
-/// Past this many entries the cache starts afresh, so memory stays bounded.
-const REVIEW_CACHE_MAX: usize = 50_000;
-
-impl ReviewCache {
-    fn get(&self, key: &ReviewKey) -> Option<Vec<ReviewRow>> {
-        let map = self.0.lock().ok()?;
-        map.get(key)
-            .filter(|(at, _)| at.elapsed() < REVIEW_CACHE_TTL)
-            .map(|(_, rows)| rows.clone())
-    }
-
-    fn put(&self, entries: &HashMap<ReviewKey, Vec<ReviewRow>>) {
-        if let Ok(mut map) = self.0.lock() {
-            if map.len() + entries.len() > REVIEW_CACHE_MAX {
-                map.clear();
-            }
-            let now = std::time::Instant::now();
-            for (k, v) in entries {
-                map.insert(k.clone(), (now, v.clone()));
-            }
-        }
-    }
-}
 
 impl Loader<ReviewKey> for ReviewsByCoach {
     type Value = Vec<ReviewRow>;
@@ -338,5 +347,77 @@ impl Loader<ReviewKey> for ReviewsByCoach {
         self.1.put(&out);
         out.extend(cached);
         Ok(out)
+    }
+}
+
+pub struct CoachesById(DatabaseConnection);
+
+impl Loader<String> for CoachesById {
+    type Value = Arc<coach_profiles::Model>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[String],
+    ) -> Result<HashMap<String, Arc<coach_profiles::Model>>, LoadError> {
+        Ok(coach_profiles::Entity::find()
+            .filter(coach_profiles::Column::Id.is_in(keys.iter().cloned()))
+            .all(&self.0)
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(|c| (c.id.clone(), Arc::new(c)))
+            .collect())
+    }
+}
+
+pub struct UsersById(DatabaseConnection);
+
+impl Loader<String> for UsersById {
+    type Value = Arc<users::Model>;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Arc<users::Model>>, LoadError> {
+        Ok(users::Entity::find()
+            .filter(users::Column::Id.is_in(keys.iter().cloned()))
+            .all(&self.0)
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(|u| (u.id.clone(), Arc::new(u)))
+            .collect())
+    }
+}
+
+/// A booking's payment, by booking id.
+pub struct PaymentsByBooking(DatabaseConnection);
+
+impl Loader<String> for PaymentsByBooking {
+    type Value = payments::Model;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, payments::Model>, LoadError> {
+        Ok(payments::Entity::find()
+            .filter(payments::Column::BookingId.is_in(keys.iter().cloned()))
+            .all(&self.0)
+            .await
+            .map_err(err)?
+            .into_iter()
+            .filter_map(|p| Some((p.booking_id.clone()?, p)))
+            .collect())
+    }
+}
+
+/// A booking's visible review, by booking id.
+pub struct ReviewsByBooking(DatabaseConnection);
+
+impl Loader<String> for ReviewsByBooking {
+    type Value = ReviewRow;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, ReviewRow>, LoadError> {
+        crate::domain::review::for_bookings(&self.0, keys)
+            .await
+            .map_err(Arc::new)
     }
 }

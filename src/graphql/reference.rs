@@ -13,6 +13,7 @@ impl ReferenceQuery {
     async fn markets(&self, ctx: &Context<'_>) -> Result<Vec<Market>> {
         let state = ctx.state()?;
         Ok(state
+            .domain
             .reference
             .markets()
             .iter()
@@ -24,6 +25,7 @@ impl ReferenceQuery {
     async fn categories(&self, ctx: &Context<'_>) -> Result<Vec<Category>> {
         let state = ctx.state()?;
         Ok(state
+            .domain
             .reference
             .categories()
             .iter()

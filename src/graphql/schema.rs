@@ -2,12 +2,12 @@
 
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 
-use crate::app::AppState;
 use crate::graphql::admin::{AdminMutation, AdminQuery};
 use crate::graphql::auth::{AuthMutation, AuthQuery};
 use crate::graphql::booking::{BookingMutation, BookingQuery, BookingSubscription};
 use crate::graphql::coach::{CoachMutation, CoachQuery};
 use crate::graphql::reference::ReferenceQuery;
+use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
@@ -44,6 +44,7 @@ fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, Subscripti
     .limit_complexity(MAX_COMPLEXITY)
     .limit_directives(MAX_DIRECTIVES)
     .limit_recursive_depth(32)
+    .extension(crate::graphql::errors::ErrorCodes)
 }
 
 /// The schema the server runs. Production hides the schema: no

@@ -8,30 +8,11 @@ use crate::graphql::scalars::DateTime;
 use entity::{categories, markets, users};
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::domain::types::Role")]
 pub enum Role {
     Consumer,
     Coach,
     Admin,
-}
-
-impl From<DomainRole> for Role {
-    fn from(r: DomainRole) -> Self {
-        match r {
-            DomainRole::Consumer => Role::Consumer,
-            DomainRole::Coach => Role::Coach,
-            DomainRole::Admin => Role::Admin,
-        }
-    }
-}
-
-impl From<Role> for DomainRole {
-    fn from(r: Role) -> Self {
-        match r {
-            Role::Consumer => DomainRole::Consumer,
-            Role::Coach => DomainRole::Coach,
-            Role::Admin => DomainRole::Admin,
-        }
-    }
 }
 
 /// An amount in minor units (cents, paise, pence) and its ISO 4217 currency.
@@ -129,7 +110,7 @@ impl User {
             .model
             .market_id
             .as_deref()
-            .and_then(|id| state.reference.market(id))
+            .and_then(|id| state.domain.reference.market(id))
             .map(|m| Market(m.clone())))
     }
     async fn created_at(&self) -> DateTime {

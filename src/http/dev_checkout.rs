@@ -6,11 +6,9 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
-use crate::domain::booking;
+use crate::domain::payment::{self, PaymentStatus};
 use crate::error::AppError;
-use entity::payments;
-use sea_orm::EntityTrait;
+use crate::state::AppState;
 
 fn html(status: StatusCode, body: String) -> Response {
     (
@@ -33,12 +31,18 @@ fn escape(s: &str) -> String {
 }
 
 pub async fn page(State(state): State<AppState>, Path(payment_id): Path<String>) -> Response {
-    let payment = match payments::Entity::find_by_id(payment_id.clone())
-        .one(&state.db)
-        .await
-    {
-        Ok(Some(p)) => p,
-        _ => return html(StatusCode::NOT_FOUND, "<h1>No such payment</h1>".into()),
+    let payment = match payment::find(&state.domain.db, &payment_id).await {
+        Ok(p) => p,
+        Err(AppError::NotFound(_)) => {
+            return html(StatusCode::NOT_FOUND, "<h1>No such payment</h1>".into());
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, "dev checkout page failed");
+            return html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "<h1>Something went wrong</h1>".into(),
+            );
+        }
     };
     let amount = format!(
         "{}.{:02} {}",
@@ -46,7 +50,7 @@ pub async fn page(State(state): State<AppState>, Path(payment_id): Path<String>)
         payment.amount_minor % 100,
         escape(&payment.currency)
     );
-    if payment.status != "PENDING" {
+    if PaymentStatus::of(&payment) != PaymentStatus::Pending {
         return html(
             StatusCode::OK,
             format!(
@@ -67,7 +71,7 @@ pub async fn page(State(state): State<AppState>, Path(payment_id): Path<String>)
 }
 
 pub async fn pay(State(state): State<AppState>, Path(payment_id): Path<String>) -> Response {
-    match booking::complete_payment(&state, &payment_id).await {
+    match payment::complete(&state.domain, &payment_id).await {
         Ok(true) => html(
             StatusCode::OK,
             "<h1>Paid</h1><p>You can return to the app.</p>".into(),

@@ -1,10 +1,10 @@
 //! `POST /graphql`: parses the body, authenticates once, enforces the batch
-//! limit, executes, and gives every error an `extensions.code`.
+//! limit and executes (`graphql::errors` gives every error its code).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use async_graphql::{BatchRequest, BatchResponse, ErrorExtensionValues, Response as GqlResponse};
+use async_graphql::{BatchRequest, BatchResponse, Response as GqlResponse};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -32,7 +32,7 @@ pub fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>, trust_proxy: bool) -
 }
 
 /// Decides who is calling, once per HTTP request.
-pub async fn auth_state(state: &crate::app::AppState, headers: &HeaderMap) -> AuthState {
+pub async fn auth_state(state: &crate::state::AppState, headers: &HeaderMap) -> AuthState {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return AuthState::Anonymous;
     };
@@ -47,7 +47,7 @@ pub async fn auth_state(state: &crate::app::AppState, headers: &HeaderMap) -> Au
     else {
         return AuthState::Invalid;
     };
-    match auth::authenticate(&state.db, &state.auth, token).await {
+    match auth::authenticate(&state.domain.db, &state.domain.auth, token).await {
         Ok(user) => AuthState::User(Box::new(user)),
         Err(crate::error::AppError::Unauthenticated(_)) => AuthState::Invalid,
         Err(err) => {
@@ -122,14 +122,14 @@ pub async fn graphql(
     };
     let started = Instant::now();
     let response = match batch {
-        BatchRequest::Single(r) => BatchResponse::Single(with_codes(
+        BatchRequest::Single(r) => BatchResponse::Single(
             http.schema
                 .execute(
                     r.data(ctx)
-                        .data(Loaders::new(&state.db, &state.review_cache)),
+                        .data(Loaders::new(&state.domain.db, &state.review_cache)),
                 )
                 .await,
-        )),
+        ),
         BatchRequest::Batch(requests) => {
             let mut out = Vec::with_capacity(requests.len());
             // One after another: a batch must not multiply a client's share
@@ -137,8 +137,8 @@ pub async fn graphql(
             for r in requests {
                 let r = r
                     .data(ctx.clone())
-                    .data(Loaders::new(&state.db, &state.review_cache));
-                out.push(with_codes(http.schema.execute(r).await));
+                    .data(Loaders::new(&state.domain.db, &state.review_cache));
+                out.push(http.schema.execute(r).await);
             }
             BatchResponse::Batch(out)
         }
@@ -164,18 +164,4 @@ pub async fn graphql(
             "internal error",
         ),
     }
-}
-
-/// Errors raised by the GraphQL engine itself (syntax, validation, limits,
-/// argument coercion) carry no code; they are all the client's input.
-fn with_codes(mut response: GqlResponse) -> GqlResponse {
-    for err in &mut response.errors {
-        let ext = err
-            .extensions
-            .get_or_insert_with(ErrorExtensionValues::default);
-        if ext.get("code").is_none() {
-            ext.set("code", "BAD_USER_INPUT");
-        }
-    }
-    response
 }

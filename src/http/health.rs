@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The process is up.
 pub async fn healthz() -> impl IntoResponse {
@@ -21,7 +21,7 @@ pub async fn healthz() -> impl IntoResponse {
 /// balancer takes this instance out of rotation.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let ok = matches!(
-        tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await,
+        tokio::time::timeout(Duration::from_secs(2), state.domain.db.ping()).await,
         Ok(Ok(()))
     );
     let (status, body) = if ok {
@@ -40,9 +40,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(
-            &state.db,
+            &state.domain.db,
             state.statements.load(std::sync::atomic::Ordering::Relaxed),
-            &state.listings,
+            &state.domain.listings,
         ),
     )
 }

@@ -159,8 +159,13 @@ impl KeyExtractor for ClientIpKey {
 }
 
 /// The HTTP-wide limit per client IP (`RATE_LIMIT_GENERAL_PER_MINUTE`):
-/// a full minute's budget as burst, refilled evenly.
-pub fn general_limit(router: Router, settings: &Settings) -> Router {
+/// a full minute's budget as burst, refilled evenly. Idle keys are forgot
+/// every minute by a task that ends with `stop`.
+pub fn general_limit(
+    router: Router,
+    settings: &Settings,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Router {
     let per_minute = settings.rate_limit_general_per_minute.max(1);
     let config = GovernorConfigBuilder::default()
         .period(Duration::from_millis(60_000 / u64::from(per_minute)).max(Duration::from_millis(1)))
@@ -176,8 +181,10 @@ pub fn general_limit(router: Router, settings: &Settings) -> Router {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
-            tick.tick().await;
-            limiter.retain_recent();
+            tokio::select! {
+                _ = tick.tick() => limiter.retain_recent(),
+                _ = stop.changed() => return,
+            }
         }
     });
     router.layer(GovernorLayer::new(config).error_handler(too_many_requests))

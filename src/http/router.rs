@@ -2,10 +2,12 @@
 
 use axum::Router;
 use axum::routing::{get, post};
+use tokio::sync::watch;
 
-use crate::app::AppState;
+use crate::domain::payment::ProviderKind;
 use crate::graphql::AppSchema;
 use crate::http::{dev_checkout, graphql, health, middleware, playground, ws};
+use crate::state::AppState;
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
@@ -20,7 +22,7 @@ impl axum::extract::FromRef<HttpState> for AppState {
     }
 }
 
-pub fn router(state: AppState, schema: AppSchema) -> Router {
+pub fn router(state: AppState, schema: AppSchema, stop: watch::Receiver<bool>) -> Router {
     let settings = state.settings.clone();
     let http = HttpState {
         state: state.clone(),
@@ -30,7 +32,7 @@ pub fn router(state: AppState, schema: AppSchema) -> Router {
     let mut api = Router::new()
         .route("/graphql", post(graphql::graphql))
         .route("/graphql/ws", get(ws::graphql_ws));
-    if state.payments.name() == "dev" {
+    if state.domain.payments.kind() == ProviderKind::Dev {
         api = api.route(
             "/dev/checkout/{payment_id}",
             get(dev_checkout::page).post(dev_checkout::pay),
@@ -49,7 +51,7 @@ pub fn router(state: AppState, schema: AppSchema) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics));
 
-    let api = middleware::general_limit(api.with_state(http.clone()), &settings);
+    let api = middleware::general_limit(api.with_state(http.clone()), &settings, stop);
     let app = Router::new()
         .merge(api)
         .merge(ops.with_state(http))

@@ -18,7 +18,7 @@ use axum::response::Response;
 use futures_util::StreamExt;
 
 use crate::domain::auth;
-use crate::graphql::loaders::Loaders;
+use crate::graphql::loaders::{Loaders, Uncached};
 use crate::graphql::{AuthState, RequestCtx};
 use crate::http::graphql::client_ip;
 use crate::http::router::HttpState;
@@ -86,7 +86,7 @@ async fn serve(
         return close(socket, 4401, "Unauthorized").await;
     };
     let state = &http.state;
-    let user = match auth::authenticate(&state.db, &state.auth, &token).await {
+    let user = match auth::authenticate(&state.domain.db, &state.domain.auth, &token).await {
         Ok(u) => u,
         Err(_) => return close(socket, 4401, "Unauthorized").await,
     };
@@ -95,7 +95,10 @@ async fn serve(
         ip,
         auth: AuthState::User(Box::new(user)),
     });
-    data.insert(Loaders::new(&state.db, &state.review_cache));
+    // The socket's loaders outlive each event: what changes per event is
+    // loaded afresh.
+    data.insert(Loaders::new(&state.domain.db, &state.review_cache));
+    data.insert(Uncached);
     let (sink, stream) = socket.split();
     // Hand async-graphql the init message we read, then the rest.
     let replay =

@@ -8,15 +8,15 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub fn spawn(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(housekeeping(state.clone(), stop.clone())),
         tokio::spawn(bookings(state.clone(), stop.clone())),
         tokio::spawn(crate::domain::listing::listen(
-            state.listings.clone(),
-            state.db.clone(),
+            state.domain.listings.clone(),
+            state.domain.db.clone(),
             stop,
         )),
     ]
@@ -32,7 +32,7 @@ async fn bookings(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        if let Err(err) = crate::domain::booking::sweep(&state).await {
+        if let Err(err) = crate::domain::booking::sweep(&state.domain).await {
             tracing::warn!(error = ?err, "booking sweep failed; will retry");
         }
     }
@@ -51,7 +51,7 @@ async fn housekeeping(state: AppState, mut stop: watch::Receiver<bool>) {
         let cutoff = Utc::now() - chrono::Duration::days(7);
         if let Err(err) = entity::sessions::Entity::delete_many()
             .filter(entity::sessions::Column::ExpiresAt.lt(cutoff))
-            .exec(&state.db)
+            .exec(&state.domain.db)
             .await
         {
             tracing::warn!(error = %err, "could not purge expired sessions");

@@ -119,7 +119,7 @@ async fn wrong_password_and_unknown_email_look_the_same() {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let rows = entity::audit_log::Entity::find()
         .filter(entity::audit_log::Column::Action.eq("auth.login_failed"))
-        .all(&app.state.db)
+        .all(&app.state.domain.db)
         .await
         .unwrap();
     for row in rows {

@@ -94,7 +94,7 @@ async fn shift_to_past(app: &TestApp, booking_id: &str, hours_ago: i64) {
     let start = Utc::now() - Duration::hours(hours_ago);
     let end = start + Duration::hours(1);
     let b = entity::bookings::Entity::find_by_id(booking_id.to_string())
-        .one(&app.state.db)
+        .one(&app.state.domain.db)
         .await
         .unwrap()
         .unwrap();
@@ -102,7 +102,7 @@ async fn shift_to_past(app: &TestApp, booking_id: &str, hours_ago: i64) {
     m.start_at = sea_orm::Set(start);
     m.end_at = sea_orm::Set(end);
     m.start_s = sea_orm::Set(start.timestamp());
-    sea_orm::ActiveModelTrait::update(m, &app.state.db)
+    sea_orm::ActiveModelTrait::update(m, &app.state.domain.db)
         .await
         .unwrap();
 }
@@ -386,7 +386,7 @@ async fn every_hold_and_booking_error() {
     );
     assert_eq!(
         entity::bookings::Entity::find()
-            .count(&app.state.db)
+            .count(&app.state.domain.db)
             .await
             .unwrap(),
         1
@@ -409,7 +409,7 @@ async fn an_expired_hold_frees_the_slot_without_waiting_for_a_job() {
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     // The record still says ACTIVE (no job has run), but the clock rules.
     let row = entity::holds::Entity::find_by_id(hold_id.clone())
-        .one(&app.state.db)
+        .one(&app.state.domain.db)
         .await
         .unwrap()
         .unwrap();
@@ -424,11 +424,11 @@ async fn an_expired_hold_frees_the_slot_without_waiting_for_a_job() {
         Some("CONFLICT")
     );
     // The worker's sweep then brings the record in line.
-    maestro_hub::domain::booking::sweep(&app.state)
+    maestro_hub::domain::booking::sweep(&app.state.domain)
         .await
         .unwrap();
     let row = entity::holds::Entity::find_by_id(hold_id)
-        .one(&app.state.db)
+        .one(&app.state.domain.db)
         .await
         .unwrap()
         .unwrap();
@@ -446,6 +446,7 @@ async fn a_hold_that_expires_while_being_booked_is_refused() {
     // The hold row still looks active to the first read, but its
     // reservation lapsed: the conditional carry-over refuses it.
     app.state
+        .domain
         .db
         .execute_unprepared(&format!(
             "UPDATE reservations SET live_until_s = {} WHERE hold_id = '{hold_id}'",
@@ -457,13 +458,13 @@ async fn a_hold_that_expires_while_being_booked_is_refused() {
     assert_eq!(code(&v), Some("CONFLICT"), "{v}");
     assert_eq!(
         entity::bookings::Entity::find()
-            .count(&app.state.db)
+            .count(&app.state.domain.db)
             .await
             .unwrap(),
         0
     );
     let row = entity::holds::Entity::find_by_id(hold_id)
-        .one(&app.state.db)
+        .one(&app.state.domain.db)
         .await
         .unwrap()
         .unwrap();
@@ -581,7 +582,7 @@ async fn refund_amounts_for_each_cancellation_case() {
 
     // Every decided refund reached the provider, once.
     let refunds = entity::refunds::Entity::find()
-        .all(&app.state.db)
+        .all(&app.state.domain.db)
         .await
         .unwrap();
     assert_eq!(refunds.len(), 3);
@@ -686,7 +687,7 @@ async fn fifty_racing_holds_give_exactly_one() {
     assert_eq!(ok, 1, "exactly one hold");
     let live = entity::reservations::Entity::find()
         .filter(entity::reservations::Column::Active.eq(true))
-        .count(&app.state.db)
+        .count(&app.state.domain.db)
         .await
         .unwrap();
     assert_eq!(live, 1, "exactly one live reservation");
@@ -712,14 +713,14 @@ async fn twenty_racing_bookings_of_one_hold_give_one_booking() {
     assert_eq!(ok, 1);
     assert_eq!(
         entity::bookings::Entity::find()
-            .count(&app.state.db)
+            .count(&app.state.domain.db)
             .await
             .unwrap(),
         1
     );
     assert_eq!(
         entity::payments::Entity::find()
-            .count(&app.state.db)
+            .count(&app.state.domain.db)
             .await
             .unwrap(),
         1
@@ -747,6 +748,7 @@ async fn the_worker_cancels_unpaid_and_completes_forgotten_sessions() {
 
     // The payment window closes; the session ended 50 h (and 10 h) ago.
     app.state
+        .domain
         .db
         .execute_unprepared(&format!(
             "UPDATE bookings SET payment_deadline = created_at WHERE id = '{unpaid}'"
@@ -755,7 +757,7 @@ async fn the_worker_cancels_unpaid_and_completes_forgotten_sessions() {
         .unwrap();
     shift_to_past(&app, &forgotten, 51).await;
     shift_to_past(&app, &recent, 11).await;
-    maestro_hub::domain::booking::sweep(&app.state)
+    maestro_hub::domain::booking::sweep(&app.state.domain)
         .await
         .unwrap();
 

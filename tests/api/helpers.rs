@@ -2,8 +2,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use maestro_hub::app::{self, AppState};
+use maestro_hub::app;
 use maestro_hub::config::{Settings, SettingsArgs};
+use maestro_hub::state::AppState;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use tokio::sync::{OnceCell, oneshot};
@@ -148,14 +149,17 @@ pub async fn spawn_with_settings(
     }));
     // On PostgreSQL, wait until other writers' listing changes are heard, so
     // a test's first search is not reloaded under it when listening starts.
-    if state.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+    if state.domain.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
         for _ in 0..500 {
-            if state.listings.is_listening() {
+            if state.domain.listings.is_listening() {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        assert!(state.listings.is_listening(), "search index listener");
+        assert!(
+            state.domain.listings.is_listening(),
+            "search index listener"
+        );
     }
     TestApp {
         base: format!("http://{addr}"),
@@ -225,7 +229,7 @@ impl TestApp {
         use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
         entity::audit_log::Entity::find()
             .filter(entity::audit_log::Column::Action.eq(action))
-            .count(&self.state.db)
+            .count(&self.state.domain.db)
             .await
             .expect("count") as usize
     }
@@ -268,9 +272,13 @@ impl TestApp {
     /// An admin made the only way there is (`create_admin`), signed in.
     pub async fn admin_token(&self) -> String {
         let email = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
-        maestro_hub::domain::auth::create_admin(&self.state.db, &email, "Admin-Strong-Pass-1")
-            .await
-            .expect("create admin");
+        maestro_hub::domain::auth::create_admin(
+            &self.state.domain.db,
+            &email,
+            "Admin-Strong-Pass-1",
+        )
+        .await
+        .expect("create admin");
         let v = self.login(&email, "Admin-Strong-Pass-1").await;
         v["data"]["login"]["accessToken"]
             .as_str()

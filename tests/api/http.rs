@@ -145,7 +145,7 @@ async fn health_readiness_and_metrics() {
     assert!(m.contains("maestro_search_index_listening"), "{m}");
 
     // A database that stops answering makes the instance not ready.
-    app.state.db.clone().close().await.unwrap();
+    app.state.domain.db.clone().close().await.unwrap();
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(
@@ -165,6 +165,7 @@ async fn an_internal_error_reaches_the_client_as_a_generic_message() {
     app.register("ie@example.com", "CONSUMER", None).await;
     // Break the database under the app: the audit table is gone.
     app.state
+        .domain
         .db
         .execute_unprepared("DROP TABLE audit_log")
         .await
@@ -313,7 +314,7 @@ async fn schema_file_matches_the_code() {
 #[tokio::test]
 async fn sqlite_runs_in_wal_mode_with_foreign_keys() {
     let app = spawn_app().await;
-    let db = &app.state.db;
+    let db = &app.state.domain.db;
     if db.get_database_backend() != sea_orm::DatabaseBackend::Sqlite {
         return; // PostgreSQL has neither setting.
     }

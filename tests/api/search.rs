@@ -31,16 +31,18 @@ fn spec(name: &'static str) -> Spec {
 /// Inserts an approved, published coach straight into the database (the
 /// API path is covered in `coaches.rs`; here volume matters).
 async fn insert(app: &TestApp, s: Spec) -> String {
-    let db = &app.state.db;
+    let db = &app.state.domain.db;
     let now = Utc::now();
     let market = app
         .state
+        .domain
         .reference
         .market_by_code(s.market)
         .unwrap()
         .clone();
     let category = app
         .state
+        .domain
         .reference
         .category_by_slug(s.category)
         .unwrap()
@@ -83,7 +85,7 @@ async fn insert(app: &TestApp, s: Spec) -> String {
         stripe_account_id: Set(None),
         rating_count: Set(0),
         rating_sum: Set(0),
-        rating_score: Set(maestro_hub::domain::coach::rating_score(0, 0)),
+        rating_score: Set(maestro_hub::domain::review::rating_score(0, 0)),
         sponsored_until: Set(s.sponsored.then(|| now + Duration::days(7))),
         created_at: Set(now),
         updated_at: Set(now),
@@ -114,11 +116,11 @@ async fn insert(app: &TestApp, s: Spec) -> String {
         .await
         .unwrap();
     }
-    maestro_hub::domain::coach::refresh_rating(db, &id)
+    maestro_hub::domain::review::refresh_rating(db, &id)
         .await
         .unwrap();
     // Written behind the app's back: tell the search index.
-    app.state.listings.invalidate();
+    app.state.domain.listings.invalidate();
     id
 }
 
@@ -194,13 +196,13 @@ async fn filters() {
     )
     .await;
     let mut m: entity::coach_profiles::ActiveModel =
-        maestro_hub::domain::coach::get(&app.state.db, &hidden)
+        maestro_hub::domain::coach::get(&app.state.domain.db, &hidden)
             .await
             .unwrap()
             .into();
     m.status = Set("DRAFT".into());
-    m.update(&app.state.db).await.unwrap();
-    app.state.listings.invalidate();
+    m.update(&app.state.domain.db).await.unwrap();
+    app.state.domain.listings.invalidate();
 
     let mut all = names(&app, json!({}), "NEWEST").await;
     all.sort();
@@ -467,13 +469,15 @@ async fn a_page_of_50_runs_as_few_statements_as_a_page_of_5() {
     let app = spawn_app().await;
     // No background refresh of an old index may run inside a measurement.
     app.state
+        .domain
         .listings
         .set_max_age(std::time::Duration::from_secs(3600));
-    let report = maestro_hub::seed::seed_demo(&app.state.db, &app.state.reference, 60, 5, 7)
-        .await
-        .unwrap();
+    let report =
+        maestro_hub::seed::seed_demo(&app.state.domain.db, &app.state.domain.reference, 60, 5, 7)
+            .await
+            .unwrap();
     assert!(report.reviews > 100);
-    app.state.listings.invalidate();
+    app.state.domain.listings.invalidate();
     // The first search loads the index (two statements, then again only
     // after a change); measure pages after that.
     app.gql("{ searchCoaches(first: 1) { totalCount } }", json!({}))
@@ -509,7 +513,7 @@ async fn a_page_of_50_runs_as_few_statements_as_a_page_of_5() {
     let after = app.gql("{ searchCoaches { totalCount } }", json!({})).await["data"]["searchCoaches"]["totalCount"].as_u64().unwrap();
     let db_count = sea_orm::PaginatorTrait::count(
         <entity::coach_profiles::Entity as sea_orm::EntityTrait>::find(),
-        &app.state.db,
+        &app.state.domain.db,
     )
     .await
     .unwrap();
@@ -523,6 +527,7 @@ async fn a_page_of_cards_runs_no_statement() {
     let app = spawn_app().await;
     // No background refresh of an old index may run inside a measurement.
     app.state
+        .domain
         .listings
         .set_max_age(std::time::Duration::from_secs(3600));
     for i in 0..30 {
@@ -566,12 +571,13 @@ async fn eventually(app: &TestApp, filter: Value, done: impl Fn(&[String]) -> bo
 #[tokio::test]
 async fn another_writers_change_reaches_search_at_once_on_postgres() {
     let app = spawn_app().await;
-    let db = &app.state.db;
+    let db = &app.state.domain.db;
     if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
         // SQLite is written by one server process, which tells its own index.
         return;
     }
     app.state
+        .domain
         .listings
         .set_max_age(std::time::Duration::from_secs(3600));
     let id = insert(&app, spec("Quiet Change")).await;
@@ -581,7 +587,7 @@ async fn another_writers_change_reaches_search_at_once_on_postgres() {
             .await
             .contains(&"Quiet Change".to_string())
     );
-    let loads = app.state.listings.loads();
+    let loads = app.state.domain.listings.loads();
 
     db.execute_raw(sea_orm::Statement::from_sql_and_values(
         sea_orm::DatabaseBackend::Postgres,
@@ -593,7 +599,7 @@ async fn another_writers_change_reaches_search_at_once_on_postgres() {
     let seen = eventually(&app, json!({}), |n| !n.iter().any(|n| n == "Quiet Change")).await;
     assert_eq!(seen, ["Stays Listed"]);
     // Only the changed coach was read again.
-    let now = app.state.listings.loads();
+    let now = app.state.domain.listings.loads();
     assert_eq!(now.full, loads.full, "{loads:?} -> {now:?}");
     assert!(now.partial > loads.partial, "{loads:?} -> {now:?}");
 
@@ -621,14 +627,17 @@ async fn an_old_index_refreshes_itself() {
     let app = spawn_app().await;
     let id = insert(&app, spec("Goes Quiet")).await;
     assert_eq!(names(&app, json!({}), "NEWEST").await, ["Goes Quiet"]);
-    app.state.listings.set_max_age(std::time::Duration::ZERO);
+    app.state
+        .domain
+        .listings
+        .set_max_age(std::time::Duration::ZERO);
     let mut m: entity::coach_profiles::ActiveModel =
-        maestro_hub::domain::coach::get(&app.state.db, &id)
+        maestro_hub::domain::coach::get(&app.state.domain.db, &id)
             .await
             .unwrap()
             .into();
     m.published = Set(false);
-    m.update(&app.state.db).await.unwrap();
+    m.update(&app.state.domain.db).await.unwrap();
     let seen = eventually(&app, json!({}), <[String]>::is_empty).await;
     assert!(seen.is_empty(), "{seen:?}");
 }
@@ -640,6 +649,7 @@ async fn own_changes_show_at_once_and_reload_one_coach() {
     let app = spawn_app().await;
     // No background refresh of an old index may run between the counts.
     app.state
+        .domain
         .listings
         .set_max_age(std::time::Duration::from_secs(3600));
     let admin = app.admin_token().await;
@@ -657,7 +667,7 @@ async fn own_changes_show_at_once_and_reload_one_coach() {
         names(&app, json!({}), "NEWEST").await,
         ["Maya Rivers", "Already Listed"]
     );
-    let loads = app.state.listings.loads();
+    let loads = app.state.domain.listings.loads();
     let v = app
         .gql_as(
             Some(&token),
@@ -667,7 +677,7 @@ async fn own_changes_show_at_once_and_reload_one_coach() {
         .await;
     assert_eq!(v["data"]["publishCoachProfile"]["published"], false, "{v}");
     assert_eq!(names(&app, json!({}), "NEWEST").await, ["Already Listed"]);
-    let now = app.state.listings.loads();
+    let now = app.state.domain.listings.loads();
     assert_eq!(now.full, loads.full, "{loads:?} -> {now:?}");
     assert!(now.partial > loads.partial, "{loads:?} -> {now:?}");
 }
@@ -677,11 +687,11 @@ async fn own_changes_show_at_once_and_reload_one_coach() {
 #[tokio::test]
 async fn a_listener_that_reconnects_catches_up() {
     let app = spawn_app().await;
-    let db = &app.state.db;
+    let db = &app.state.domain.db;
     if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
         return;
     }
-    let listings = &app.state.listings;
+    let listings = &app.state.domain.listings;
     listings.set_max_age(std::time::Duration::from_secs(3600));
     let id = insert(&app, spec("Missed Change")).await;
     insert(&app, spec("Stays Listed")).await;

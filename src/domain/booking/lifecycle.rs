@@ -1,0 +1,669 @@
+//! The booking lifecycle: a hold becomes a booking awaiting payment, which
+//! is confirmed when paid, then cancelled, completed or reported as a
+//! no-show. Each change is one unit of work with its audit entry; events
+//! are published and refunds sent only after the commit.
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+
+use crate::domain::audit::{Entry, action};
+use crate::domain::auth::CurrentUser;
+use crate::domain::booking::policy::{self, PAYMENT_WINDOW, Party};
+use crate::domain::booking::status::{BookingStatus, Event, next};
+use crate::domain::coach;
+use crate::domain::context::DomainCtx;
+use crate::domain::hold::{self, HoldStatus};
+use crate::domain::payment::{self, CheckoutTerms, Purpose};
+use crate::domain::reservation;
+use crate::domain::types::Role;
+use crate::domain::uow::UnitOfWork;
+use crate::error::{AppError, AppResult};
+use entity::{bookings, payments, reservations};
+
+fn conflict(msg: &str) -> AppError {
+    AppError::Conflict(msg.into())
+}
+
+/// Who cancelled a booking, as stored in `bookings.cancelled_by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelledBy {
+    Consumer,
+    Coach,
+    Admin,
+    /// The server itself (an unpaid booking lapsing).
+    System,
+}
+
+impl CancelledBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelledBy::Consumer => "CONSUMER",
+            CancelledBy::Coach => "COACH",
+            CancelledBy::Admin => "ADMIN",
+            CancelledBy::System => "SYSTEM",
+        }
+    }
+}
+
+fn room_link(public_base_url: &str) -> String {
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    format!(
+        "{}/room/{}",
+        public_base_url.trim_end_matches('/'),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// Turns the caller's active hold into a PENDING_PAYMENT booking with a
+/// payment to complete. The reservation row carries over, so the time is
+/// never free in between; of concurrent calls on one hold exactly one wins.
+pub async fn book_hold(
+    ctx: &DomainCtx,
+    user: &CurrentUser,
+    hold_id: &str,
+    package_purchase_id: Option<&str>,
+) -> AppResult<(bookings::Model, payments::Model)> {
+    let db = &ctx.db;
+    let hold = hold::own_hold(db, user, hold_id).await?;
+    if package_purchase_id.is_some() {
+        return Err(AppError::NotFound("package purchase"));
+    }
+    let now = Utc::now();
+    if hold::status_at(&hold, now) != HoldStatus::Active {
+        return Err(conflict("the hold has expired or was already used"));
+    }
+    let profile = coach::get(db, &hold.coach_id).await?;
+    let minutes = (hold.end_at - hold.start_at).num_minutes();
+    let p = policy::price(
+        profile.hourly_rate_minor,
+        minutes,
+        ctx.policy.platform_fee_bps,
+    );
+    let deadline = now + PAYMENT_WINDOW;
+
+    let mut uow = UnitOfWork::begin(ctx).await?;
+    if !hold::take_active(uow.db(), &hold.id, HoldStatus::Converted, now).await? {
+        return Err(conflict("the hold has expired or was already used"));
+    }
+    let booking_id = uuid::Uuid::now_v7().to_string();
+    let carried = reservations::Entity::update_many()
+        .col_expr(
+            reservations::Column::BookingId,
+            Expr::value(booking_id.clone()),
+        )
+        .col_expr(
+            reservations::Column::LiveUntilS,
+            Expr::value(deadline.timestamp()),
+        )
+        .filter(reservations::Column::HoldId.eq(hold.id.clone()))
+        .filter(reservations::Column::Active.eq(true))
+        .filter(reservations::Column::LiveUntilS.gt(now.timestamp()))
+        .exec(uow.db())
+        .await?;
+    if carried.rows_affected != 1 {
+        return Err(conflict("the hold has expired"));
+    }
+    let booking = bookings::ActiveModel {
+        id: Set(booking_id.clone()),
+        hold_id: Set(hold.id.clone()),
+        coach_id: Set(profile.id.clone()),
+        coach_user_id: Set(profile.user_id.clone()),
+        consumer_id: Set(user.id.clone()),
+        start_at: Set(hold.start_at),
+        end_at: Set(hold.end_at),
+        start_s: Set(hold.start_at.timestamp()),
+        status: Set(BookingStatus::PendingPayment.as_str().into()),
+        price_minor: Set(p.price_minor),
+        currency: Set(profile.currency.clone()),
+        platform_fee_minor: Set(p.platform_fee_minor),
+        coach_payout_minor: Set(p.coach_payout_minor),
+        payment_deadline: Set(deadline),
+        meeting_url: Set(None),
+        cancellation_reason: Set(None),
+        cancelled_by: Set(None),
+        refunded_minor: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(uow.db())
+    .await?;
+    let payment = payment::create_pending(
+        ctx,
+        &uow,
+        Purpose::Booking(booking.id.clone()),
+        p.price_minor,
+        &profile.currency,
+    )
+    .await?;
+    audit_booking(
+        &uow,
+        action::BOOKING_CREATED,
+        Some(&user.id),
+        &booking.id,
+        None,
+    )
+    .await?;
+    uow.publish(booking.clone());
+    uow.commit().await?;
+
+    let payment = payment::start_checkout(
+        ctx,
+        payment,
+        CheckoutTerms {
+            description: format!("{} min session with {}", minutes, profile.display_name),
+            destination_account: profile.stripe_account_id.as_deref(),
+            application_fee_minor: p.platform_fee_minor,
+        },
+    )
+    .await?;
+    Ok((booking, payment))
+}
+
+async fn audit_booking(
+    uow: &UnitOfWork,
+    act: &str,
+    actor: Option<&str>,
+    booking_id: &str,
+    detail: Option<serde_json::Value>,
+) -> AppResult<()> {
+    uow.audit(Entry {
+        action: act,
+        actor_id: actor,
+        target_type: Some("booking"),
+        target_id: Some(booking_id),
+        ip: None,
+        detail,
+    })
+    .await
+}
+
+pub(crate) fn status_of(b: &bookings::Model) -> AppResult<BookingStatus> {
+    BookingStatus::parse(&b.status).ok_or_else(|| AppError::internal("unknown booking status"))
+}
+
+/// Applies `event` to a booking through the transition table, only if the
+/// booking is still in the status it was read in; returns the new status.
+/// Every status change goes through here, so the table is the one rule.
+pub(crate) async fn move_status<C: ConnectionTrait>(
+    db: &C,
+    booking: &bookings::Model,
+    event: Event,
+    set: impl FnOnce(sea_orm::UpdateMany<bookings::Entity>) -> sea_orm::UpdateMany<bookings::Entity>,
+) -> AppResult<BookingStatus> {
+    let to = next(status_of(booking)?, event)?;
+    let update = bookings::Entity::update_many()
+        .col_expr(bookings::Column::Status, Expr::value(to.as_str()))
+        .col_expr(bookings::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(bookings::Column::Id.eq(booking.id.clone()))
+        .filter(bookings::Column::Status.eq(booking.status.clone()));
+    if set(update).exec(db).await?.rows_affected != 1 {
+        return Err(conflict("the booking changed meanwhile; try again"));
+    }
+    Ok(to)
+}
+
+async fn load<C: ConnectionTrait>(db: &C, id: &str) -> AppResult<bookings::Model> {
+    bookings::Entity::find_by_id(id.to_string())
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("booking"))
+}
+
+/// Publishes the booking as it stands in the unit of work (so as it will
+/// be committed).
+pub async fn publish_current(uow: &mut UnitOfWork, booking_id: &str) -> AppResult<()> {
+    let booking = load(uow.db(), booking_id).await?;
+    uow.publish(booking);
+    Ok(())
+}
+
+/// Whether a completed payment kept its booking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaidOutcome {
+    Confirmed,
+    /// The booking lapsed and its time was released first: the payment
+    /// must be refunded in full.
+    Lapsed,
+}
+
+/// The booking side of a completed payment: a booking still awaiting
+/// payment whose reservation is live is confirmed (with its meeting link);
+/// otherwise it is (or stays) cancelled and the caller refunds.
+pub async fn confirm_paid(
+    ctx: &DomainCtx,
+    uow: &mut UnitOfWork,
+    booking_id: &str,
+) -> AppResult<PaidOutcome> {
+    let booking = load(uow.db(), booking_id).await?;
+    let pending = booking.status == BookingStatus::PendingPayment.as_str();
+    let kept = pending
+        && reservations::Entity::update_many()
+            .col_expr(
+                reservations::Column::LiveUntilS,
+                Expr::value(Option::<i64>::None),
+            )
+            .filter(reservations::Column::BookingId.eq(booking.id.clone()))
+            .filter(reservations::Column::Active.eq(true))
+            .exec(uow.db())
+            .await?
+            .rows_affected
+            == 1;
+    if kept {
+        let profile = coach::get(uow.db(), &booking.coach_id).await?;
+        let link = profile
+            .meeting_url
+            .clone()
+            .unwrap_or_else(|| room_link(&ctx.policy.public_base_url));
+        move_status(uow.db(), &booking, Event::PaymentSucceeded, |u| {
+            u.col_expr(bookings::Column::MeetingUrl, Expr::value(link))
+        })
+        .await?;
+        audit_booking(uow, action::BOOKING_CONFIRMED, None, &booking.id, None).await?;
+        return Ok(PaidOutcome::Confirmed);
+    }
+    if pending {
+        move_status(uow.db(), &booking, Event::PaymentExpired, |u| {
+            u.col_expr(
+                bookings::Column::CancelledBy,
+                Expr::value(CancelledBy::System.as_str()),
+            )
+            .col_expr(
+                bookings::Column::CancellationReason,
+                Expr::value("payment arrived after the slot was released"),
+            )
+        })
+        .await?;
+    }
+    Ok(PaidOutcome::Lapsed)
+}
+
+/// Adds a decided refund to the booking's refunded total, audited.
+pub async fn add_refunded(
+    uow: &UnitOfWork,
+    booking_id: &str,
+    amount_minor: i64,
+    actor: Option<&str>,
+) -> AppResult<()> {
+    bookings::Entity::update_many()
+        .col_expr(
+            bookings::Column::RefundedMinor,
+            Expr::col(bookings::Column::RefundedMinor).add(amount_minor),
+        )
+        .filter(bookings::Column::Id.eq(booking_id))
+        .exec(uow.db())
+        .await?;
+    audit_booking(
+        uow,
+        action::REFUND_CREATED,
+        actor,
+        booking_id,
+        Some(serde_json::json!({ "amountMinor": amount_minor })),
+    )
+    .await
+}
+
+/// The booking if `user` takes part in it (or is an admin); NOT_FOUND
+/// otherwise, so strangers learn nothing.
+pub async fn get_for(
+    db: &DatabaseConnection,
+    user: &CurrentUser,
+    booking_id: &str,
+) -> AppResult<bookings::Model> {
+    if booking_id.len() > 64 {
+        return Err(AppError::NotFound("booking"));
+    }
+    bookings::Entity::find_by_id(booking_id.to_string())
+        .one(db)
+        .await?
+        .filter(|b| {
+            user.role == Role::Admin || b.consumer_id == user.id || b.coach_user_id == user.id
+        })
+        .ok_or(AppError::NotFound("booking"))
+}
+
+fn party(user: &CurrentUser, b: &bookings::Model) -> AppResult<Party> {
+    if b.consumer_id == user.id {
+        Ok(Party::Consumer)
+    } else if b.coach_user_id == user.id {
+        Ok(Party::Coach)
+    } else {
+        Err(AppError::NotFound("booking"))
+    }
+}
+
+/// A decided change of a booking, ready to apply.
+struct Settlement<'a> {
+    event: Event,
+    refund_minor: i64,
+    act: &'a str,
+    /// A cancellation's reason (also records who cancelled).
+    reason: Option<String>,
+    /// Whether the coach's time becomes free again.
+    free_time: bool,
+}
+
+/// Applies a refund-bearing transition in one unit of work.
+async fn settle(
+    ctx: &DomainCtx,
+    user: &CurrentUser,
+    booking: &bookings::Model,
+    change: Settlement<'_>,
+) -> AppResult<bookings::Model> {
+    let Settlement {
+        event,
+        refund_minor,
+        act,
+        reason,
+        free_time,
+    } = change;
+    let mut uow = UnitOfWork::begin(ctx).await?;
+    let cancelled_by = match party(user, booking) {
+        Ok(Party::Consumer) => CancelledBy::Consumer,
+        Ok(Party::Coach) => CancelledBy::Coach,
+        Err(_) => CancelledBy::Admin,
+    };
+    let to = move_status(uow.db(), booking, event, |u| {
+        let u = u.col_expr(
+            bookings::Column::RefundedMinor,
+            Expr::col(bookings::Column::RefundedMinor).add(refund_minor),
+        );
+        match &reason {
+            Some(r) => u
+                .col_expr(bookings::Column::CancellationReason, Expr::value(r.clone()))
+                .col_expr(
+                    bookings::Column::CancelledBy,
+                    Expr::value(cancelled_by.as_str()),
+                ),
+            None => u,
+        }
+    })
+    .await?;
+    if free_time {
+        reservation::free_for_booking(uow.db(), &booking.id).await?;
+    }
+    if refund_minor > 0 {
+        let payment = payment::of_booking(uow.db(), &booking.id)
+            .await?
+            .ok_or_else(|| AppError::internal("paid booking without payment"))?;
+        payment::decide_refund(&mut uow, &payment, refund_minor, act).await?;
+        audit_booking(
+            &uow,
+            action::REFUND_CREATED,
+            Some(&user.id),
+            &booking.id,
+            Some(serde_json::json!({ "amountMinor": refund_minor })),
+        )
+        .await?;
+    }
+    audit_booking(
+        &uow,
+        act,
+        Some(&user.id),
+        &booking.id,
+        Some(serde_json::json!({ "to": to.as_str(), "refundMinor": refund_minor })),
+    )
+    .await?;
+    let updated = load(uow.db(), &booking.id).await?;
+    uow.publish(updated.clone());
+    uow.commit().await?;
+    Ok(updated)
+}
+
+pub async fn cancel(
+    ctx: &DomainCtx,
+    user: &CurrentUser,
+    booking_id: &str,
+    reason: &str,
+) -> AppResult<bookings::Model> {
+    let booking = get_for(&ctx.db, user, booking_id).await?;
+    let by = party(user, &booking)?;
+    let reason = reason.trim();
+    if reason.chars().count() > 1000 {
+        return Err(AppError::bad_input("reason", "at most 1000 characters"));
+    }
+    let from = status_of(&booking)?;
+    next(from, Event::Cancel)?;
+    let now = Utc::now();
+    if from == BookingStatus::Confirmed && now >= booking.start_at {
+        return Err(conflict(
+            "the session has started; report a no-show instead",
+        ));
+    }
+    let refund = if from == BookingStatus::Confirmed {
+        policy::cancellation_refund(
+            by,
+            now,
+            booking.start_at,
+            booking.price_minor - booking.refunded_minor,
+        )
+    } else {
+        0
+    };
+    settle(
+        ctx,
+        user,
+        &booking,
+        Settlement {
+            event: Event::Cancel,
+            refund_minor: refund,
+            act: action::BOOKING_CANCELLED,
+            reason: Some(reason.to_string()),
+            free_time: true,
+        },
+    )
+    .await
+}
+
+pub async fn complete(
+    ctx: &DomainCtx,
+    user: &CurrentUser,
+    booking_id: &str,
+) -> AppResult<bookings::Model> {
+    let booking = get_for(&ctx.db, user, booking_id).await?;
+    if party(user, &booking)? != Party::Coach {
+        return Err(AppError::Forbidden("only the coach completes a session"));
+    }
+    next(status_of(&booking)?, Event::Complete)?;
+    if Utc::now() < booking.end_at {
+        return Err(conflict("the session has not ended yet"));
+    }
+    settle(
+        ctx,
+        user,
+        &booking,
+        Settlement {
+            event: Event::Complete,
+            refund_minor: 0,
+            act: action::BOOKING_COMPLETED,
+            reason: None,
+            free_time: false,
+        },
+    )
+    .await
+}
+
+pub async fn report_no_show(
+    ctx: &DomainCtx,
+    user: &CurrentUser,
+    booking_id: &str,
+) -> AppResult<bookings::Model> {
+    let booking = get_for(&ctx.db, user, booking_id).await?;
+    let (event, refund) = policy::no_show(
+        party(user, &booking)?,
+        booking.price_minor - booking.refunded_minor,
+    );
+    next(status_of(&booking)?, event)?;
+    if Utc::now() < booking.start_at {
+        return Err(conflict("the session has not started yet"));
+    }
+    settle(
+        ctx,
+        user,
+        &booking,
+        Settlement {
+            event,
+            refund_minor: refund,
+            act: action::BOOKING_NO_SHOW,
+            reason: None,
+            free_time: false,
+        },
+    )
+    .await
+}
+
+/// An unpaid booking past its deadline becomes CANCELLED (its time was
+/// already free by the clock), with its pending payment FAILED. False when
+/// it was paid or cancelled meanwhile.
+pub async fn lapse_unpaid(ctx: &DomainCtx, booking: &bookings::Model) -> AppResult<bool> {
+    let mut uow = UnitOfWork::begin(ctx).await?;
+    let moved = move_status(uow.db(), booking, Event::PaymentExpired, |u| {
+        u.col_expr(
+            bookings::Column::CancelledBy,
+            Expr::value(CancelledBy::System.as_str()),
+        )
+        .col_expr(
+            bookings::Column::CancellationReason,
+            Expr::value("payment was not completed in time"),
+        )
+    })
+    .await;
+    if moved.is_err() {
+        return Ok(false);
+    }
+    reservation::free_for_booking(uow.db(), &booking.id).await?;
+    payment::fail_pending_of_booking(&uow, &booking.id).await?;
+    audit_booking(
+        &uow,
+        action::BOOKING_CANCELLED,
+        None,
+        &booking.id,
+        Some(serde_json::json!({ "reason": "payment_timeout" })),
+    )
+    .await?;
+    publish_current(&mut uow, &booking.id).await?;
+    uow.commit().await?;
+    Ok(true)
+}
+
+/// A confirmed session nobody reported on is completed. False when it
+/// changed meanwhile.
+pub async fn auto_complete(ctx: &DomainCtx, booking: &bookings::Model) -> AppResult<bool> {
+    let mut uow = UnitOfWork::begin(ctx).await?;
+    if move_status(uow.db(), booking, Event::Complete, |u| u)
+        .await
+        .is_err()
+    {
+        return Ok(false);
+    }
+    audit_booking(
+        &uow,
+        action::BOOKING_COMPLETED,
+        None,
+        &booking.id,
+        Some(serde_json::json!({ "automatic": true })),
+    )
+    .await?;
+    publish_current(&mut uow, &booking.id).await?;
+    uow.commit().await?;
+    Ok(true)
+}
+
+pub struct BookingPage {
+    pub items: Vec<bookings::Model>,
+    pub cursors: Vec<String>,
+    pub has_next: bool,
+    pub total_count: u64,
+}
+
+/// The caller's bookings (as consumer or as coach), newest start first.
+pub async fn my_bookings(
+    db: &DatabaseConnection,
+    user: &CurrentUser,
+    status: Option<BookingStatus>,
+    first: Option<i32>,
+    after: Option<&str>,
+) -> AppResult<BookingPage> {
+    let limit = crate::domain::search::page_size(first)?;
+    let mut cond = Condition::any()
+        .add(bookings::Column::ConsumerId.eq(user.id.clone()))
+        .add(bookings::Column::CoachUserId.eq(user.id.clone()));
+    if let Some(s) = status {
+        cond = Condition::all()
+            .add(cond)
+            .add(bookings::Column::Status.eq(s.as_str()));
+    }
+    let mut q = bookings::Entity::find().filter(cond.clone());
+    if let Some(a) = after {
+        let bad = || AppError::bad_input("after", "this cursor does not belong to this listing");
+        let raw = String::from_utf8(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(a)
+                .map_err(|_| bad())?,
+        )
+        .map_err(|_| bad())?;
+        let (s, id) = raw.split_once(':').ok_or_else(bad)?;
+        let s: i64 = s.parse().map_err(|_| bad())?;
+        q = q.filter(
+            Expr::tuple([
+                Expr::col(bookings::Column::StartS),
+                Expr::col(bookings::Column::Id),
+            ])
+            .lt(Expr::tuple([Expr::val(s), Expr::val(id.to_string())])),
+        );
+    }
+    let mut items = q
+        .order_by_desc(bookings::Column::StartS)
+        .order_by_desc(bookings::Column::Id)
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    let has_next = items.len() as u64 > limit;
+    items.truncate(limit as usize);
+    let total_count = bookings::Entity::find().filter(cond).count(db).await?;
+    let cursors = items
+        .iter()
+        .map(|b| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(format!("{}:{}", b.start_s, b.id))
+        })
+        .collect();
+    Ok(BookingPage {
+        items,
+        cursors,
+        has_next,
+        total_count,
+    })
+}
+
+/// Unpaid bookings past their payment deadline (a batch).
+pub async fn overdue_unpaid(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<bookings::Model>> {
+    Ok(bookings::Entity::find()
+        .filter(bookings::Column::Status.eq(BookingStatus::PendingPayment.as_str()))
+        .filter(bookings::Column::PaymentDeadline.lte(now))
+        .limit(200)
+        .all(db)
+        .await?)
+}
+
+/// Confirmed sessions that ended long enough ago to complete (a batch).
+pub async fn unreported_ended(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<bookings::Model>> {
+    Ok(bookings::Entity::find()
+        .filter(bookings::Column::Status.eq(BookingStatus::Confirmed.as_str()))
+        .filter(bookings::Column::EndAt.lte(now - policy::AUTO_COMPLETE_AFTER))
+        .limit(200)
+        .all(db)
+        .await?)
+}

@@ -1,0 +1,106 @@
+//! Prices, fees and the refund policy: pure functions, unit-tested.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::domain::booking::status::Event;
+
+/// How long a checkout stays open (Stripe's minimum session lifetime).
+pub const PAYMENT_WINDOW: Duration = Duration::minutes(30);
+/// Confirmed sessions nobody reports on are completed this long after the end.
+pub const AUTO_COMPLETE_AFTER: Duration = Duration::hours(48);
+/// A consumer cancelling at least this long before the start gets a full refund.
+pub const FREE_CANCELLATION: Duration = Duration::hours(24);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Price {
+    pub price_minor: i64,
+    pub platform_fee_minor: i64,
+    pub coach_payout_minor: i64,
+}
+
+/// Hourly rate x duration, rounded half up to a minor unit; the platform
+/// fee is `fee_bps` of it (rounded half up), the coach gets the rest.
+pub fn price(hourly_rate_minor: i64, minutes: i64, fee_bps: u32) -> Price {
+    let price_minor = (hourly_rate_minor * minutes + 30) / 60;
+    let platform_fee_minor = (price_minor * i64::from(fee_bps) + 5_000) / 10_000;
+    Price {
+        price_minor,
+        platform_fee_minor,
+        coach_payout_minor: price_minor - platform_fee_minor,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    Consumer,
+    Coach,
+}
+
+/// How much of `paid` a cancellation refunds: the coach cancelling always
+/// refunds in full; the consumer gets a full refund at least 24 h before
+/// the start, and nothing later.
+pub fn cancellation_refund(by: Party, now: DateTime<Utc>, start: DateTime<Utc>, paid: i64) -> i64 {
+    match by {
+        Party::Coach => paid,
+        Party::Consumer if start - now >= FREE_CANCELLATION => paid,
+        Party::Consumer => 0,
+    }
+}
+
+/// A no-show report: the consumer reporting the coach gets a full refund;
+/// the coach reporting the consumer refunds nothing.
+pub fn no_show(reporter: Party, paid: i64) -> (Event, i64) {
+    match reporter {
+        Party::Consumer => (Event::CoachNoShow, paid),
+        Party::Coach => (Event::ConsumerNoShow, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_and_fees() {
+        assert_eq!(
+            price(6000, 60, 1000),
+            Price {
+                price_minor: 6000,
+                platform_fee_minor: 600,
+                coach_payout_minor: 5400
+            }
+        );
+        assert_eq!(
+            price(5000, 45, 1000),
+            Price {
+                price_minor: 3750,
+                platform_fee_minor: 375,
+                coach_payout_minor: 3375
+            }
+        );
+        // Rounding half up, and payout + fee always equal the price.
+        let p = price(3333, 45, 1000);
+        assert_eq!(p.price_minor, 2500);
+        assert_eq!(p.platform_fee_minor + p.coach_payout_minor, p.price_minor);
+        assert_eq!(price(999, 30, 1000).price_minor, 500);
+    }
+
+    #[test]
+    fn cancellation_policy() {
+        let start = Utc::now() + Duration::hours(48);
+        assert_eq!(
+            cancellation_refund(Party::Consumer, start - Duration::hours(24), start, 5000),
+            5000
+        );
+        assert_eq!(
+            cancellation_refund(Party::Consumer, start - Duration::hours(23), start, 5000),
+            0
+        );
+        assert_eq!(
+            cancellation_refund(Party::Coach, start - Duration::minutes(5), start, 5000),
+            5000
+        );
+        assert_eq!(no_show(Party::Consumer, 5000), (Event::CoachNoShow, 5000));
+        assert_eq!(no_show(Party::Coach, 5000), (Event::ConsumerNoShow, 0));
+    }
+}

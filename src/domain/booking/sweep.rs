@@ -1,0 +1,28 @@
+//! The booking sweep the jobs run: it brings records in line with the
+//! clock (which already freed lapsed time) and retries what must happen
+//! after commits that failed to happen.
+
+use chrono::Utc;
+
+use crate::domain::booking::lifecycle;
+use crate::domain::context::DomainCtx;
+use crate::domain::{hold, payment};
+use crate::error::AppResult;
+
+/// Lapsed holds become EXPIRED, unpaid bookings past their deadline
+/// CANCELLED, confirmed sessions nobody reported on COMPLETED 48 h after
+/// their end, and refunds the provider has not confirmed are sent again.
+/// Each booking changes in its own unit of work, so its event reaches
+/// subscribers like any other change. Returns how many records changed.
+pub async fn sweep(ctx: &DomainCtx) -> AppResult<usize> {
+    let now = Utc::now();
+    let mut changed = hold::expire_lapsed(ctx, now).await?;
+    for b in lifecycle::overdue_unpaid(&ctx.db, now).await? {
+        changed += usize::from(lifecycle::lapse_unpaid(ctx, &b).await?);
+    }
+    for b in lifecycle::unreported_ended(&ctx.db, now).await? {
+        changed += usize::from(lifecycle::auto_complete(ctx, &b).await?);
+    }
+    payment::execute_pending_refunds(&ctx.db, ctx.payments.as_ref(), None).await?;
+    Ok(changed)
+}

@@ -1,0 +1,50 @@
+//! What the domain needs from the outside world, built once at start-up
+//! (in `app.rs`) and handed to resolvers, jobs and webhooks alike. Nothing
+//! here knows about HTTP or GraphQL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+
+use crate::domain::auth::Auth;
+use crate::domain::listing::ListingIndex;
+use crate::domain::payment::PaymentProvider;
+use crate::domain::reference::ReferenceData;
+use crate::events::EventBus;
+
+/// Business figures the rules depend on (from configuration).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// How long a hold keeps its slot (`HOLD_TTL_SECONDS`).
+    pub hold_ttl: Duration,
+    /// The earliest bookable start, from now (`MIN_BOOKING_NOTICE_MINUTES`).
+    pub min_booking_notice: Duration,
+    /// The platform's share of a price, in basis points (`PLATFORM_FEE_BPS`).
+    pub platform_fee_bps: u32,
+    /// Base of links the domain hands out (meeting rooms, checkout returns).
+    pub public_base_url: String,
+}
+
+impl Policy {
+    pub fn hold_ttl(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.hold_ttl).unwrap_or(chrono::Duration::minutes(10))
+    }
+
+    pub fn min_booking_notice(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.min_booking_notice).unwrap_or_default()
+    }
+}
+
+/// The domain's collaborators. Cheap to clone.
+#[derive(Clone)]
+pub struct DomainCtx {
+    pub db: DatabaseConnection,
+    pub auth: Arc<Auth>,
+    pub reference: ReferenceData,
+    pub payments: Arc<dyn PaymentProvider>,
+    pub events: Arc<dyn EventBus>,
+    /// The search index (a cache of public profiles).
+    pub listings: Arc<ListingIndex>,
+    pub policy: Arc<Policy>,
+}

@@ -1,0 +1,245 @@
+//! Holds: a consumer keeps a slot for `HOLD_TTL_SECONDS` while deciding.
+//! A hold takes its time through a reservation, so the database refuses a
+//! second hold of the same time.
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set,
+};
+
+use crate::domain::auth::CurrentUser;
+use crate::domain::availability::{self, SlotQuery};
+use crate::domain::coach::{self, durations_of, parse_timezone};
+use crate::domain::context::DomainCtx;
+use crate::domain::reservation;
+use crate::domain::types::Role;
+use crate::domain::uow::UnitOfWork;
+use crate::error::{AppError, AppResult, on_constraint};
+use entity::{holds, reservations};
+
+pub const MAX_ACTIVE_HOLDS: u64 = 3;
+
+/// A hold's stored status. An ACTIVE hold past its expiry reads EXPIRED
+/// (see [`status_at`]) before the sweep writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldStatus {
+    Active,
+    Converted,
+    Released,
+    Expired,
+}
+
+impl HoldStatus {
+    pub const ALL: [HoldStatus; 4] = [
+        HoldStatus::Active,
+        HoldStatus::Converted,
+        HoldStatus::Released,
+        HoldStatus::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldStatus::Active => "ACTIVE",
+            HoldStatus::Converted => "CONVERTED",
+            HoldStatus::Released => "RELEASED",
+            HoldStatus::Expired => "EXPIRED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|h| h.as_str() == s)
+    }
+}
+
+/// The hold's status as of `now`.
+pub fn status_at(h: &holds::Model, now: DateTime<Utc>) -> HoldStatus {
+    match HoldStatus::parse(&h.status) {
+        Some(HoldStatus::Active) if h.expires_at <= now => HoldStatus::Expired,
+        Some(s) => s,
+        None => HoldStatus::Expired,
+    }
+}
+
+fn conflict(msg: &str) -> AppError {
+    AppError::Conflict(msg.into())
+}
+
+pub async fn create_hold(
+    ctx: &DomainCtx,
+    user: &CurrentUser,
+    coach_id: &str,
+    start: DateTime<Utc>,
+    duration_minutes: i32,
+) -> AppResult<holds::Model> {
+    if user.role != Role::Consumer {
+        return Err(AppError::Forbidden("only consumers hold slots"));
+    }
+    let db = &ctx.db;
+    let market_id = user
+        .user
+        .market_id
+        .clone()
+        .ok_or(AppError::MarketRequired)?;
+    let profile = coach::find_visible(db, coach_id, None)
+        .await?
+        .ok_or(AppError::NotFound("coach"))?;
+    if profile.market_id != market_id {
+        return Err(AppError::bad_input(
+            "coachId",
+            "this coach is in another market",
+        ));
+    }
+    let duration = u32::try_from(duration_minutes)
+        .ok()
+        .filter(|d| durations_of(&profile).contains(d))
+        .ok_or_else(|| {
+            AppError::bad_input("durationMinutes", "the coach does not offer this duration")
+        })?;
+    let now = Utc::now();
+    let rules = availability::load_rules(db, &profile.id).await?;
+    // Offered by the rules and the notice; taken time is the database's
+    // to refuse (CONFLICT), atomically.
+    let offered = availability::is_offered(
+        &SlotQuery {
+            rules: &rules,
+            tz: parse_timezone(&profile.timezone)?,
+            from: start,
+            to: start + Duration::seconds(1),
+            duration_minutes: duration,
+            earliest_start: now + ctx.policy.min_booking_notice(),
+            busy: &[],
+        },
+        start,
+    );
+    if !offered {
+        return Err(AppError::bad_input("startAt", "this time is not offered"));
+    }
+    let end = start + Duration::minutes(i64::from(duration));
+    let expires = now + ctx.policy.hold_ttl();
+
+    let uow = UnitOfWork::begin(ctx).await?;
+    let txn = uow.db();
+    reservation::lock_consumer_and_coach(txn, &user.id, &profile.id).await?;
+    let active = holds::Entity::find()
+        .filter(holds::Column::ConsumerId.eq(user.id.clone()))
+        .filter(holds::Column::Status.eq(HoldStatus::Active.as_str()))
+        .filter(holds::Column::ExpiresAt.gt(now))
+        .count(txn)
+        .await?;
+    if active >= MAX_ACTIVE_HOLDS {
+        return Err(conflict(
+            "you already hold 3 slots; book or release one first",
+        ));
+    }
+    reservation::clear_lapsed(
+        txn,
+        &profile.id,
+        start.timestamp(),
+        end.timestamp(),
+        now.timestamp(),
+    )
+    .await?;
+    let hold = holds::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        coach_id: Set(profile.id.clone()),
+        consumer_id: Set(user.id.clone()),
+        start_at: Set(start),
+        end_at: Set(end),
+        expires_at: Set(expires),
+        status: Set(HoldStatus::Active.as_str().into()),
+        created_at: Set(now),
+    }
+    .insert(txn)
+    .await?;
+    reservations::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        coach_id: Set(profile.id.clone()),
+        hold_id: Set(hold.id.clone()),
+        booking_id: Set(None),
+        start_s: Set(start.timestamp()),
+        end_s: Set(end.timestamp()),
+        live_until_s: Set(Some(expires.timestamp())),
+        active: Set(true),
+    }
+    .insert(txn)
+    .await
+    .map_err(on_constraint(
+        reservation::NO_OVERLAP,
+        conflict("this time was just taken"),
+    ))?;
+    uow.commit().await?;
+    Ok(hold)
+}
+
+pub async fn own_hold<C: ConnectionTrait>(
+    db: &C,
+    user: &CurrentUser,
+    hold_id: &str,
+) -> AppResult<holds::Model> {
+    if hold_id.len() > 64 {
+        return Err(AppError::NotFound("hold"));
+    }
+    holds::Entity::find_by_id(hold_id.to_string())
+        .one(db)
+        .await?
+        .filter(|h| h.consumer_id == user.id)
+        .ok_or(AppError::NotFound("hold"))
+}
+
+/// Moves an ACTIVE, unexpired hold to `to`; false when it was not active.
+pub async fn take_active<C: ConnectionTrait>(
+    db: &C,
+    hold_id: &str,
+    to: HoldStatus,
+    now: DateTime<Utc>,
+) -> AppResult<bool> {
+    let res = holds::Entity::update_many()
+        .col_expr(holds::Column::Status, Expr::value(to.as_str()))
+        .filter(holds::Column::Id.eq(hold_id))
+        .filter(holds::Column::Status.eq(HoldStatus::Active.as_str()))
+        .filter(holds::Column::ExpiresAt.gt(now))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Releases the caller's active hold; the time is free at once.
+pub async fn release_hold(ctx: &DomainCtx, user: &CurrentUser, hold_id: &str) -> AppResult<()> {
+    let hold = own_hold(&ctx.db, user, hold_id).await?;
+    let uow = UnitOfWork::begin(ctx).await?;
+    if !take_active(uow.db(), &hold.id, HoldStatus::Released, Utc::now()).await? {
+        return Err(conflict("the hold is no longer active"));
+    }
+    reservations::Entity::update_many()
+        .col_expr(reservations::Column::Active, Expr::value(false))
+        .filter(reservations::Column::HoldId.eq(hold.id))
+        .filter(reservations::Column::BookingId.is_null())
+        .exec(uow.db())
+        .await?;
+    uow.commit().await
+}
+
+/// Lapsed holds become EXPIRED, and lapsed reservations inactive (their
+/// time was already free by the clock; this brings the records in line).
+pub async fn expire_lapsed(ctx: &DomainCtx, now: DateTime<Utc>) -> AppResult<usize> {
+    let uow = UnitOfWork::begin(ctx).await?;
+    let changed = holds::Entity::update_many()
+        .col_expr(
+            holds::Column::Status,
+            Expr::value(HoldStatus::Expired.as_str()),
+        )
+        .filter(holds::Column::Status.eq(HoldStatus::Active.as_str()))
+        .filter(holds::Column::ExpiresAt.lte(now))
+        .exec(uow.db())
+        .await?
+        .rows_affected as usize;
+    reservations::Entity::update_many()
+        .col_expr(reservations::Column::Active, Expr::value(false))
+        .filter(reservations::Column::Active.eq(true))
+        .filter(reservations::Column::LiveUntilS.lte(now.timestamp()))
+        .exec(uow.db())
+        .await?;
+    uow.commit().await?;
+    Ok(changed)
+}

@@ -188,6 +188,12 @@ impl ListingIndex {
         });
     }
 
+    /// Whether a change was announced since the snapshot was made (the next
+    /// search re-reads it).
+    pub fn has_pending_changes(&self) -> bool {
+        self.dirty.load(Ordering::SeqCst)
+    }
+
     /// How old a snapshot may get before it is refreshed in the background.
     pub fn set_max_age(&self, max_age: Duration) {
         self.max_age_ms

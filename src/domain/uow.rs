@@ -119,3 +119,119 @@ impl UnitOfWork {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use migration::MigratorTrait;
+    use sea_orm::{ConnectionTrait, EntityTrait};
+
+    use super::*;
+    use crate::domain::auth::Auth;
+    use crate::domain::listing::ListingIndex;
+    use crate::domain::reference::ReferenceData;
+    use crate::domain::{DomainCtx, Policy};
+    use crate::events::InProcessBus;
+    use crate::integrations::dev_payments::DevPaymentProvider;
+
+    async fn ctx() -> DomainCtx {
+        let db = crate::db::connect("sqlite::memory:", 1).await.unwrap();
+        migration::Migrator::up(&db, None).await.unwrap();
+        let reference = ReferenceData::load(&db).await.unwrap();
+        let listings = Arc::new(ListingIndex::new(reference.clone()));
+        // A loaded index has nothing pending.
+        listings.snapshot(&db).await.unwrap();
+        assert!(!listings.has_pending_changes());
+        DomainCtx {
+            auth: Auth::new(&[7u8; 32]).await.unwrap(),
+            reference,
+            payments: Arc::new(DevPaymentProvider::new("http://127.0.0.1:8080")),
+            events: Arc::new(InProcessBus::new()),
+            listings,
+            policy: Arc::new(Policy {
+                hold_ttl: Duration::from_secs(600),
+                min_booking_notice: Duration::from_secs(3600),
+                platform_fee_bps: 1000,
+                public_base_url: "http://127.0.0.1:8080".into(),
+            }),
+            db,
+        }
+    }
+
+    fn booking() -> bookings::Model {
+        let now = chrono::Utc::now();
+        bookings::Model {
+            id: "b1".into(),
+            hold_id: "h1".into(),
+            coach_id: "c1".into(),
+            coach_user_id: "u2".into(),
+            consumer_id: "u1".into(),
+            start_at: now,
+            end_at: now,
+            start_s: now.timestamp(),
+            status: "CONFIRMED".into(),
+            price_minor: 100,
+            currency: "USD".into(),
+            platform_fee_minor: 10,
+            coach_payout_minor: 90,
+            payment_deadline: now,
+            meeting_url: None,
+            cancellation_reason: None,
+            cancelled_by: None,
+            refunded_minor: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn audit_entry() -> Entry<'static> {
+        Entry {
+            action: "test.action",
+            ..Default::default()
+        }
+    }
+
+    async fn audit_rows(ctx: &DomainCtx) -> usize {
+        entity::audit_log::Entity::find()
+            .all(&ctx.db)
+            .await
+            .unwrap()
+            .len()
+    }
+
+    #[tokio::test]
+    async fn a_rolled_back_unit_of_work_runs_no_effect() {
+        let ctx = ctx().await;
+        let mut events = ctx.events.subscribe();
+        let mut uow = UnitOfWork::begin(&ctx).await.unwrap();
+        uow.audit(audit_entry()).await.unwrap();
+        uow.publish(booking());
+        uow.listing_changed("c1");
+        uow.all_listings_changed();
+        drop(uow);
+        assert!(events.try_recv().is_err(), "no event after a rollback");
+        assert!(!ctx.listings.has_pending_changes(), "no listing marked");
+        assert_eq!(audit_rows(&ctx).await, 0, "the audit entry rolled back");
+    }
+
+    #[tokio::test]
+    async fn a_committed_unit_of_work_runs_its_effects_after_the_commit() {
+        let ctx = ctx().await;
+        let mut events = ctx.events.subscribe();
+        let mut uow = UnitOfWork::begin(&ctx).await.unwrap();
+        uow.audit(audit_entry()).await.unwrap();
+        uow.publish(booking());
+        uow.listing_changed("c1");
+        // Nothing leaves before the commit.
+        assert!(events.try_recv().is_err());
+        assert!(!ctx.listings.has_pending_changes());
+        uow.commit().await.unwrap();
+        assert_eq!(events.try_recv().unwrap().booking.id, "b1");
+        assert!(ctx.listings.has_pending_changes());
+        assert_eq!(audit_rows(&ctx).await, 1);
+        // The connection is free again: the transaction really ended.
+        ctx.db.execute_unprepared("SELECT 1").await.unwrap();
+    }
+}

@@ -160,6 +160,7 @@ impl Booking {
         Ok(
             load_one(ctx, &loaders(ctx)?.booking_payments, self.0.id.clone())
                 .await?
+                .flatten()
                 .map(Payment),
         )
     }
@@ -168,6 +169,7 @@ impl Booking {
         Ok(
             load_one(ctx, &loaders(ctx)?.booking_reviews, self.0.id.clone())
                 .await?
+                .flatten()
                 .map(Review),
         )
     }
@@ -213,6 +215,9 @@ impl BookingQuery {
             after.as_deref(),
         )
         .await?;
+        crate::graphql::loaders::prefetch_bookings(ctx, &page.items)
+            .await
+            .map_err(crate::graphql::loaders::load_err)?;
         let mut conn = BookingConnection::with_additional_fields(
             after.is_some(),
             page.has_next,

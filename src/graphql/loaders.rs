@@ -389,35 +389,96 @@ impl Loader<String> for UsersById {
     }
 }
 
-/// A booking's payment, by booking id.
+/// A booking's payment, by booking id. Every key gets an answer (`None`
+/// for none), so a page without payments is not asked for again.
 pub struct PaymentsByBooking(DatabaseConnection);
 
 impl Loader<String> for PaymentsByBooking {
-    type Value = payments::Model;
+    type Value = Option<payments::Model>;
     type Error = LoadError;
 
-    async fn load(&self, keys: &[String]) -> Result<HashMap<String, payments::Model>, LoadError> {
-        Ok(payments::Entity::find()
+    async fn load(
+        &self,
+        keys: &[String],
+    ) -> Result<HashMap<String, Option<payments::Model>>, LoadError> {
+        let mut out: HashMap<String, Option<payments::Model>> =
+            keys.iter().map(|k| (k.clone(), None)).collect();
+        for p in payments::Entity::find()
             .filter(payments::Column::BookingId.is_in(keys.iter().cloned()))
             .all(&self.0)
             .await
             .map_err(err)?
-            .into_iter()
-            .filter_map(|p| Some((p.booking_id.clone()?, p)))
-            .collect())
+        {
+            if let Some(b) = p.booking_id.clone() {
+                out.insert(b, Some(p));
+            }
+        }
+        Ok(out)
     }
 }
 
-/// A booking's visible review, by booking id.
+/// A booking's visible review, by booking id; `None` for none, as above.
 pub struct ReviewsByBooking(DatabaseConnection);
 
 impl Loader<String> for ReviewsByBooking {
-    type Value = ReviewRow;
+    type Value = Option<ReviewRow>;
     type Error = LoadError;
 
-    async fn load(&self, keys: &[String]) -> Result<HashMap<String, ReviewRow>, LoadError> {
-        crate::domain::review::for_bookings(&self.0, keys)
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Option<ReviewRow>>, LoadError> {
+        let mut found = crate::domain::review::for_bookings(&self.0, keys)
             .await
-            .map_err(Arc::new)
+            .map_err(Arc::new)?;
+        Ok(keys.iter().map(|k| (k.clone(), found.remove(k))).collect())
     }
+}
+
+/// Primes, in one statement per field and without the batch delay, the
+/// nested fields that the current booking connection's query selects
+/// (under `nodes` or `edges { node }`), so a page's statement count never
+/// depends on timing.
+pub async fn prefetch_bookings(
+    ctx: &Context<'_>,
+    bookings: &[entity::bookings::Model],
+) -> Result<(), LoadError> {
+    let Some(loaders) = ctx.data_opt::<Loaders>() else {
+        return Ok(());
+    };
+    if bookings.is_empty() {
+        return Ok(());
+    }
+    let look = ctx.look_ahead();
+    let nodes = [look.field("nodes"), look.field("edges").field("node")];
+    let wants = |f: &str| nodes.iter().any(|n| n.field(f).exists());
+    let distinct = |ids: Vec<String>| {
+        let mut ids = ids;
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let booking_ids: Vec<String> = bookings.iter().map(|b| b.id.clone()).collect();
+    let (a, b, c, d) = futures_util::join!(
+        when(wants("coach"), async {
+            let ids = distinct(bookings.iter().map(|b| b.coach_id.clone()).collect());
+            let values = loaders.coaches.loader().load(&ids).await?;
+            loaders.coaches.feed_many(values).await;
+            Ok(())
+        }),
+        when(wants("consumer"), async {
+            let ids = distinct(bookings.iter().map(|b| b.consumer_id.clone()).collect());
+            let values = loaders.users.loader().load(&ids).await?;
+            loaders.users.feed_many(values).await;
+            Ok(())
+        }),
+        when(wants("payment"), async {
+            let values = loaders.booking_payments.loader().load(&booking_ids).await?;
+            loaders.booking_payments.feed_many(values).await;
+            Ok(())
+        }),
+        when(wants("review"), async {
+            let values = loaders.booking_reviews.loader().load(&booking_ids).await?;
+            loaders.booking_reviews.feed_many(values).await;
+            Ok(())
+        }),
+    );
+    a.and(b).and(c).and(d)
 }

@@ -191,7 +191,10 @@ async fn concurrent_refreshes_of_one_token_yield_one_new_token() {
             ok += 1;
         }
     }
-    assert!(ok <= 1, "a refresh token is spent once: {ok} successes");
+    assert_eq!(
+        ok, 1,
+        "a refresh token is spent exactly once: {ok} successes"
+    );
 }
 
 #[tokio::test]

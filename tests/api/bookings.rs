@@ -773,3 +773,63 @@ async fn the_worker_cancels_unpaid_and_completes_forgotten_sessions() {
     let other = consumer(&app, "other@example.com").await;
     assert!(hold(&app, &other, &coach, at(3, 9), 60).await["errors"].is_null());
 }
+
+const MY_PAGE: &str = "query($n: Int!) { myBookings(first: $n) { totalCount edges { node {
+    id status coach { id displayName } consumer { email }
+    payment { status amount { amountMinor } } review { id rating } } } } }";
+
+#[tokio::test]
+async fn a_page_of_50_bookings_runs_as_few_statements_as_a_page_of_5() {
+    let app = spawn_app_with(|a| a.rate_limit_general_per_minute = 10_000).await;
+    let admin = app.admin_token().await;
+    let mut coaches = Vec::new();
+    for i in 0..3 {
+        coaches.push(
+            open_coach(&app, &admin, &format!("coach{i}@example.com"))
+                .await
+                .1,
+        );
+    }
+    let parent = consumer(&app, "parent@example.com").await;
+    for i in 0..50 {
+        let coach = &coaches[i % 3];
+        let h = hold(&app, &parent, coach, at(2 + (i as i64 / 3), 9), 60).await;
+        let b = app
+            .gql_as(
+                Some(&parent),
+                BOOK,
+                json!({ "h": h["data"]["createHold"]["id"] }),
+            )
+            .await;
+        assert!(b["errors"].is_null(), "{b}");
+    }
+    // The counter is process-wide: a background job may add to one
+    // measurement, so each page size counts its quietest of three runs.
+    let mut counts = Vec::new();
+    for n in [5, 50] {
+        let mut fewest = u64::MAX;
+        for _ in 0..3 {
+            let before = app.statements();
+            let v = app.gql_as(Some(&parent), MY_PAGE, json!({ "n": n })).await;
+            fewest = fewest.min(app.statements() - before);
+            assert!(v["errors"].is_null(), "{v}");
+            let edges = v["data"]["myBookings"]["edges"].as_array().unwrap();
+            assert_eq!(edges.len(), n);
+            assert!(edges.iter().all(|e| {
+                let b = &e["node"];
+                b["coach"]["displayName"].is_string()
+                    && b["consumer"]["email"] == "parent@example.com"
+                    && b["payment"]["status"] == "PENDING"
+                    && b["review"].is_null()
+            }));
+        }
+        counts.push(fewest);
+    }
+    assert_eq!(
+        counts[0], counts[1],
+        "statements for 5 vs 50 bookings: {counts:?}"
+    );
+    // Authentication, the page, its count, then one per nested field.
+    assert!(counts[1] <= 7, "at most 7 statements, ran {}", counts[1]);
+    println!("myBookings statements, 5 vs 50 bookings: {counts:?}");
+}

@@ -316,7 +316,11 @@ async fn sqlite_runs_in_wal_mode_with_foreign_keys() {
     let app = spawn_app().await;
     let db = &app.state.domain.db;
     if db.get_database_backend() != sea_orm::DatabaseBackend::Sqlite {
-        return; // PostgreSQL has neither setting.
+        crate::helpers::skip(
+            "sqlite_runs_in_wal_mode_with_foreign_keys",
+            "PostgreSQL has neither setting",
+        );
+        return;
     }
     let one = |sql: &'static str| async move {
         let row = db

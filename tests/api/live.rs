@@ -163,3 +163,47 @@ async fn a_bad_or_missing_token_is_closed_with_4401() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_booking_the_sweep_lapses_reaches_subscribers_with_fresh_fields() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let (_, coach) = open_coach(&app, &admin, "coach@example.com").await;
+    let parent = consumer(&app, "parent@example.com").await;
+    let q = "subscription { bookingUpdated { id status payment { status } } }";
+    let mut ws = subscribe(&app, &parent, q).await;
+
+    let h = hold(&app, &parent, &coach, at(3, 9), 60).await;
+    let b = app
+        .gql_as(
+            Some(&parent),
+            BOOK,
+            json!({ "h": h["data"]["createHold"]["id"] }),
+        )
+        .await;
+    let id = b["data"]["bookHold"]["id"].as_str().unwrap().to_string();
+    let first = next_json(&mut ws, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        first["payload"]["data"]["bookingUpdated"]["status"],
+        "PENDING_PAYMENT"
+    );
+
+    // The payment window closes and the job's sweep cancels the booking.
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &app.state.domain.db,
+        &format!("UPDATE bookings SET payment_deadline = created_at WHERE id = '{id}'"),
+    )
+    .await
+    .unwrap();
+    maestro_hub::domain::booking::sweep(&app.state.domain)
+        .await
+        .unwrap();
+    let event = next_json(&mut ws, Duration::from_secs(5))
+        .await
+        .expect("the sweep's change is published");
+    let booking = &event["payload"]["data"]["bookingUpdated"];
+    assert_eq!(booking["id"], id.as_str());
+    assert_eq!(booking["status"], "CANCELLED");
+    // Not the payment as the socket first saw it.
+    assert_eq!(booking["payment"]["status"], "FAILED", "{event}");
+}

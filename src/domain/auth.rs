@@ -665,6 +665,20 @@ pub async fn create_admin(
     Ok(user)
 }
 
+/// Deletes refresh tokens that expired long ago (a spent token is kept
+/// until then, to detect reuse).
+pub async fn purge_expired_sessions(ctx: &DomainCtx) -> AppResult<u64> {
+    let cutoff = Utc::now() - Duration::days(7);
+    let uow = UnitOfWork::begin(ctx).await?;
+    let gone = sessions::Entity::delete_many()
+        .filter(sessions::Column::ExpiresAt.lt(cutoff))
+        .exec(uow.db())
+        .await?
+        .rows_affected;
+    uow.commit().await?;
+    Ok(gone)
+}
+
 /// A strong random password for `create-admin` when none is given.
 pub fn generate_password() -> String {
     // 24 URL-safe characters plus a fixed mix guarantees every class.

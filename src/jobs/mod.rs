@@ -1,10 +1,9 @@
 //! Background workers. Each loops until the stop signal, and never holds a
-//! transaction across a sleep.
+//! transaction across a sleep; what they change goes through the domain's
+//! units of work, like any request.
 
 use std::time::Duration;
 
-use chrono::Utc;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -48,13 +47,8 @@ async fn housekeeping(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         state.limiter.sweep();
-        let cutoff = Utc::now() - chrono::Duration::days(7);
-        if let Err(err) = entity::sessions::Entity::delete_many()
-            .filter(entity::sessions::Column::ExpiresAt.lt(cutoff))
-            .exec(&state.domain.db)
-            .await
-        {
-            tracing::warn!(error = %err, "could not purge expired sessions");
+        if let Err(err) = crate::domain::auth::purge_expired_sessions(&state.domain).await {
+            tracing::warn!(error = ?err, "could not purge expired sessions");
         }
     }
 }

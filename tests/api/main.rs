@@ -13,6 +13,7 @@ mod helpers;
 mod http;
 mod limits;
 mod live;
+mod migrations;
 mod search;
 mod shutdown;
 mod tokens;

@@ -86,3 +86,40 @@ async fn sigterm_drains_an_in_flight_request() {
     };
     assert!(exit.success(), "exit status {exit:?}");
 }
+
+/// Every background task (jobs, the HTTP-wide limiter's cleanup) ends with
+/// the server: none outlives the shutdown signal.
+#[tokio::test]
+async fn no_background_task_outlives_shutdown() {
+    use maestro_hub::app;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let (url, _tmp) = fresh_database().await;
+    let settings =
+        maestro_hub::config::Settings::from_args(crate::helpers::default_args(&url)).unwrap();
+    let db = app::connect_and_migrate(&settings).await.unwrap();
+    let built = app::build(settings, db).await.unwrap();
+    let state = built.state.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app::serve(built, listener, async {
+        let _ = rx.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        metrics.num_alive_tasks() >= 3,
+        "the jobs and the cleanup run"
+    );
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    state.domain.db.clone().close().await.unwrap();
+    drop(state);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metrics.num_alive_tasks() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} tasks still alive after shutdown",
+            metrics.num_alive_tasks()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -69,9 +69,12 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
     db.set_metric_callback(move |_| {
         counter.fetch_add(1, Ordering::Relaxed);
     });
-    let auth = Auth::new(settings.jwt_secret.expose())
-        .await
-        .map_err(|e| StartError::Other(e.message()))?;
+    let auth = Auth::new(
+        settings.jwt_secret.expose(),
+        settings.limits.access_token_ttl,
+    )
+    .await
+    .map_err(|e| StartError::Other(e.message()))?;
     let reference = ReferenceData::load(&db)
         .await
         .map_err(|e| StartError::Other(e.message()))?;
@@ -86,6 +89,7 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
         min_booking_notice: settings.min_booking_notice,
         platform_fee_bps: settings.platform_fee_bps,
         public_base_url: settings.public_base_url.clone(),
+        booking_horizon: settings.limits.booking_horizon,
     };
     let domain = DomainCtx {
         db,

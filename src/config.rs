@@ -111,6 +111,108 @@ pub struct SettingsArgs {
         global = true
     )]
     pub stripe_webhook_secret: Option<String>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The limits that keep one client from exhausting the server. Each is
+/// listed with its variable and default in the README's security section.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Most a request may cost: every field resolved, list sizes included.
+    #[arg(
+        long,
+        env = "GRAPHQL_MAX_COST",
+        default_value_t = 20_000,
+        global = true
+    )]
+    pub graphql_max_cost: u64,
+    /// Most field selections a request may hold once fragments are expanded.
+    #[arg(
+        long,
+        env = "GRAPHQL_MAX_FIELDS",
+        default_value_t = 1_000,
+        global = true
+    )]
+    pub graphql_max_fields: u64,
+    /// Holds and slots start at most this many days ahead.
+    #[arg(
+        long,
+        env = "BOOKING_HORIZON_DAYS",
+        default_value_t = 180,
+        global = true
+    )]
+    pub booking_horizon_days: u32,
+    /// Lifetime of an access token; a token claiming a longer one is refused.
+    #[arg(
+        long,
+        env = "ACCESS_TOKEN_TTL_SECONDS",
+        default_value_t = 900,
+        global = true
+    )]
+    pub access_token_ttl_seconds: u64,
+    /// A client must send a request's headers within this time, also on a
+    /// kept-alive connection waiting for its next request.
+    #[arg(
+        long,
+        env = "HEADER_READ_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub header_read_timeout_seconds: u64,
+    /// Open connections at once, in all.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096, global = true)]
+    pub max_connections: u32,
+    /// Open connections at once from one client IP.
+    #[arg(
+        long,
+        env = "MAX_CONNECTIONS_PER_IP",
+        default_value_t = 256,
+        global = true
+    )]
+    pub max_connections_per_ip: u32,
+    /// Live subscriptions on one WebSocket (beyond it: close 4429).
+    #[arg(
+        long,
+        env = "WS_MAX_SUBSCRIPTIONS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub ws_max_subscriptions: u32,
+    /// Open WebSockets of one user (beyond it: close 4429).
+    #[arg(
+        long,
+        env = "WS_MAX_SOCKETS_PER_USER",
+        default_value_t = 10,
+        global = true
+    )]
+    pub ws_max_sockets_per_user: u32,
+}
+
+impl LimitArgs {
+    /// The limits as clap gives them with no flags (the environment is read).
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            limits: LimitArgs,
+        }
+        <Only as clap::Parser>::parse_from(["maestro-hub"]).limits
+    }
+}
+
+/// Validated limits (see [`LimitArgs`]).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub graphql_max_cost: u64,
+    pub graphql_max_fields: u64,
+    pub booking_horizon: Duration,
+    pub access_token_ttl: Duration,
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub ws_max_subscriptions: usize,
+    pub ws_max_sockets_per_user: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +249,7 @@ pub struct Settings {
     pub database_max_connections: u32,
     pub stripe_secret_key: Option<Secret>,
     pub stripe_webhook_secret: Option<Secret>,
+    pub limits: Limits,
 }
 
 /// A secret value whose `Debug` never prints it.
@@ -337,11 +440,42 @@ impl Settings {
                 args.rate_limit_register_per_hour,
             ),
             ("DATABASE_MAX_CONNECTIONS", args.database_max_connections),
+            ("BOOKING_HORIZON_DAYS", args.limits.booking_horizon_days),
+            ("MAX_CONNECTIONS", args.limits.max_connections),
+            ("MAX_CONNECTIONS_PER_IP", args.limits.max_connections_per_ip),
+            ("WS_MAX_SUBSCRIPTIONS", args.limits.ws_max_subscriptions),
+            (
+                "WS_MAX_SOCKETS_PER_USER",
+                args.limits.ws_max_sockets_per_user,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError(format!("{name} must be greater than 0")));
             }
         }
+        let l = &args.limits;
+        if l.graphql_max_cost == 0
+            || l.graphql_max_fields == 0
+            || l.access_token_ttl_seconds == 0
+            || l.header_read_timeout_seconds == 0
+        {
+            return Err(ConfigError(
+                "GRAPHQL_MAX_COST, GRAPHQL_MAX_FIELDS, ACCESS_TOKEN_TTL_SECONDS and \
+                 HEADER_READ_TIMEOUT_SECONDS must be greater than 0"
+                    .into(),
+            ));
+        }
+        let limits = Limits {
+            graphql_max_cost: l.graphql_max_cost,
+            graphql_max_fields: l.graphql_max_fields,
+            booking_horizon: Duration::from_secs(u64::from(l.booking_horizon_days) * 86_400),
+            access_token_ttl: Duration::from_secs(l.access_token_ttl_seconds),
+            header_read_timeout: Duration::from_secs(l.header_read_timeout_seconds),
+            max_connections: l.max_connections as usize,
+            max_connections_per_ip: l.max_connections_per_ip as usize,
+            ws_max_subscriptions: l.ws_max_subscriptions as usize,
+            ws_max_sockets_per_user: l.ws_max_sockets_per_user as usize,
+        };
         if args.hold_ttl_seconds == 0 || args.request_timeout_seconds == 0 {
             return Err(ConfigError(
                 "HOLD_TTL_SECONDS and REQUEST_TIMEOUT_SECONDS must be greater than 0".into(),
@@ -393,6 +527,7 @@ impl Settings {
             database_max_connections: args.database_max_connections,
             stripe_secret_key,
             stripe_webhook_secret,
+            limits,
         })
     }
 

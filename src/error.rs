@@ -108,10 +108,11 @@ pub fn is_constraint(err: &DbErr, name: &str) -> bool {
     let Some(db) = database_error(err) else {
         return false;
     };
-    match db.constraint() {
-        Some(constraint) => constraint == name,
-        None => db.message().contains(name),
+    if let Some(constraint) = db.constraint() {
+        return constraint == name;
     }
+    db.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+        .is_some_and(|_| db.message().contains(name))
 }
 
 /// Maps one named constraint violation to a client error; anything else stays

@@ -4,7 +4,7 @@
 //!
 //! PostgreSQL alters the table in place. SQLite cannot drop a NOT NULL, so
 //! the table is rebuilt the way SQLite documents: foreign keys off, copy,
-//! drop, rename, check, all in one transaction on one connection (one
+//! drop, rename, check before commit, all in one transaction on one connection (one
 //! script, so the pool cannot hand the statements to different
 //! connections). `package_purchase_id` gets its foreign key with the table
 //! it points to.
@@ -37,8 +37,9 @@ impl MigrationTrait for Migration {
             .await?;
             return Ok(());
         }
-        db.execute_unprepared(&format!(
-            "PRAGMA foreign_keys = OFF; \
+        let rebuilt = db
+            .execute_unprepared(&format!(
+                "PRAGMA foreign_keys = OFF; \
              BEGIN IMMEDIATE; \
              CREATE TABLE payments_new ( \
                id varchar NOT NULL PRIMARY KEY, \
@@ -64,22 +65,20 @@ impl MigrationTrait for Migration {
              ALTER TABLE payments_new RENAME TO payments; \
              CREATE INDEX payments_package_purchase_idx ON payments (package_purchase_id); \
              CREATE INDEX payments_sponsorship_idx ON payments (sponsorship_id); \
+             SELECT CASE WHEN EXISTS (SELECT 1 FROM pragma_foreign_key_check) \
+               THEN json('payments rebuild would break a reference') END; \
              COMMIT; \
              PRAGMA foreign_keys = ON;"
-        ))
-        .await?;
-        // The copy must leave every reference intact (refunds -> payments).
-        let broken = db
-            .query_all_raw(sea_orm::Statement::from_string(
-                sea_orm::DatabaseBackend::Sqlite,
-                "PRAGMA foreign_key_check",
             ))
-            .await?;
-        if !broken.is_empty() {
-            return Err(DbErr::Migration(format!(
-                "payments rebuild left {} broken references",
-                broken.len()
-            )));
+            .await;
+        if let Err(e) = rebuilt {
+            // Best effort: the statements above stop at the first error,
+            // inside the transaction (the `json` call is how a script
+            // aborts when the foreign key check finds a broken reference).
+            let _ = db
+                .execute_unprepared("ROLLBACK; PRAGMA foreign_keys = ON;")
+                .await;
+            return Err(e);
         }
         Ok(())
     }

@@ -147,12 +147,17 @@ pub async fn suspend_user(
     let now = Utc::now();
     let mut uow = UnitOfWork::begin(ctx).await?;
     let txn = uow.db();
-    users::Entity::update_many()
+    let first = users::Entity::update_many()
         .col_expr(users::Column::SuspendedAt, Expr::value(now))
         .col_expr(users::Column::SuspensionReason, Expr::value(reason.clone()))
         .filter(users::Column::Id.eq(user_id))
+        .filter(users::Column::SuspendedAt.is_null())
         .exec(txn)
         .await?;
+    if first.rows_affected != 1 {
+        // Another admin was quicker.
+        return Err(AppError::Conflict("the user is already suspended".into()));
+    }
     end_all_sessions(txn, user_id).await?;
     coach_profiles::Entity::update_many()
         .col_expr(
@@ -174,7 +179,9 @@ pub async fn suspend_user(
     })
     .await?;
     // Whatever the user listed leaves search.
-    uow.all_listings_changed();
+    if let Some(profile) = coach::find_by_user(uow.db(), user_id).await? {
+        uow.listing_changed(&profile.id);
+    }
     uow.commit().await?;
     users::Entity::find_by_id(user_id.to_string())
         .one(&ctx.db)

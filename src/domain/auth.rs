@@ -32,6 +32,7 @@ use entity::{sessions, users};
 
 pub const ISSUER: &str = "maestro-hub";
 pub const AUDIENCE: &str = "maestro-hub-api";
+/// The default lifetime of an access token (`ACCESS_TOKEN_TTL_SECONDS`).
 pub const ACCESS_TOKEN_TTL: Duration = Duration::minutes(15);
 pub const REFRESH_TOKEN_TTL: Duration = Duration::days(30);
 /// Clock skew allowed when checking `exp` (the contract allows at most 30 s).
@@ -63,6 +64,8 @@ pub struct Auth {
     decoding: DecodingKey,
     validation: Validation,
     dummy_hash: String,
+    /// How long an access token lives; a token claiming longer is refused.
+    ttl: Duration,
 }
 
 /// argon2id with m=19 MiB, t=2, p=1 (OWASP's first recommended set).
@@ -126,7 +129,7 @@ pub struct CurrentUser {
 }
 
 impl Auth {
-    pub async fn new(secret: &[u8]) -> AppResult<Arc<Self>> {
+    pub async fn new(secret: &[u8], ttl: std::time::Duration) -> AppResult<Arc<Self>> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
         validation.leeway = LEEWAY_SECS;
@@ -141,12 +144,13 @@ impl Auth {
             decoding: DecodingKey::from_secret(secret),
             validation,
             dummy_hash: hash_password(&dummy).await?,
+            ttl: Duration::from_std(ttl).unwrap_or(ACCESS_TOKEN_TTL),
         }))
     }
 
     pub fn issue_access_token(&self, user: &users::Model) -> AppResult<(String, DateTime<Utc>)> {
         let now = Utc::now();
-        let exp = now + ACCESS_TOKEN_TTL;
+        let exp = now + self.ttl;
         let claims = Claims {
             sub: user.id.clone(),
             role: user.role.clone(),
@@ -169,7 +173,9 @@ impl Auth {
             .map_err(|_| AppError::Unauthenticated(INVALID_TOKEN))?;
         let claims = data.claims;
         let now = Utc::now().timestamp();
-        if claims.iat > now + LEEWAY_SECS as i64 || claims.jti.is_empty() {
+        // A lifetime longer than ours was not issued by us as it stands.
+        let lifetime_too_long = claims.exp - claims.iat > self.ttl.num_seconds();
+        if claims.iat > now + LEEWAY_SECS as i64 || claims.jti.is_empty() || lifetime_too_long {
             return Err(AppError::Unauthenticated(INVALID_TOKEN));
         }
         Ok(claims)

@@ -240,14 +240,15 @@ pub fn rule_of(r: &availability_rules::Model) -> Rule {
 }
 
 /// The slots of `availableSlots`: validated range and duration, the
-/// coach's rules in the coach's zone, minus busy time.
+/// coach's rules in the coach's zone, minus busy time, starting between
+/// `earliest_start` (the notice) and `latest_start` (the booking horizon).
 pub async fn open_slots<C: ConnectionTrait>(
     db: &C,
     profile: &coach_profiles::Model,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     duration_minutes: i32,
-    earliest_start: DateTime<Utc>,
+    (earliest_start, latest_start): (DateTime<Utc>, DateTime<Utc>),
 ) -> AppResult<Vec<Slot>> {
     check_range(from, to)?;
     let duration = u32::try_from(duration_minutes)
@@ -260,7 +261,7 @@ pub async fn open_slots<C: ConnectionTrait>(
     let rules = load_rules(db, &profile.id).await?;
     let margin = chrono::Duration::minutes(i64::from(duration));
     let busy = reservation::busy_intervals(db, &profile.id, from - margin, to + margin).await?;
-    Ok(available_slots(&SlotQuery {
+    let mut slots = available_slots(&SlotQuery {
         rules: &rules,
         tz,
         from,
@@ -268,7 +269,9 @@ pub async fn open_slots<C: ConnectionTrait>(
         duration_minutes: duration,
         earliest_start,
         busy: &busy,
-    }))
+    });
+    slots.retain(|s| s.start <= latest_start);
+    Ok(slots)
 }
 
 #[cfg(test)]

@@ -43,6 +43,17 @@ impl CoachStatus {
         }
     }
 
+    /// What a client-facing message says a move to this status is.
+    fn describe(self) -> &'static str {
+        match self {
+            CoachStatus::Draft => "returned to draft",
+            CoachStatus::PendingReview => "submitted for review",
+            CoachStatus::Approved => "approved",
+            CoachStatus::Rejected => "rejected",
+            CoachStatus::Suspended => "suspended",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         [
             CoachStatus::Draft,
@@ -347,8 +358,8 @@ async fn transition<C: ConnectionTrait>(
         .await?;
     if res.rows_affected != 1 {
         return Err(AppError::Conflict(format!(
-            "the profile cannot move to {} from its current status",
-            to.as_str()
+            "the profile cannot be {} from its current status",
+            to.describe()
         )));
     }
     Ok(())

@@ -24,11 +24,17 @@ pub struct Policy {
     pub platform_fee_bps: u32,
     /// Base of links the domain hands out (meeting rooms, checkout returns).
     pub public_base_url: String,
+    /// Holds and slots start at most this far ahead (`BOOKING_HORIZON_DAYS`).
+    pub booking_horizon: Duration,
 }
 
 impl Policy {
     pub fn hold_ttl(&self) -> chrono::Duration {
         chrono::Duration::from_std(self.hold_ttl).unwrap_or(chrono::Duration::minutes(10))
+    }
+
+    pub fn booking_horizon(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.booking_horizon).unwrap_or(chrono::Duration::days(180))
     }
 
     pub fn min_booking_notice(&self) -> chrono::Duration {

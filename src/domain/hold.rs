@@ -3,7 +3,7 @@
 //! second hold of the same time.
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set,
 };
@@ -18,7 +18,10 @@ use crate::domain::uow::UnitOfWork;
 use crate::error::{AppError, AppResult, on_constraint};
 use entity::{holds, reservations};
 
-pub const MAX_ACTIVE_HOLDS: u64 = 3;
+/// Live holds plus unpaid bookings one consumer may have at once: a hold
+/// turned into a booking awaiting payment still keeps the coach's time, so
+/// both count, or one consumer could squat a whole calendar.
+pub const MAX_OPEN_RESERVATIONS: u64 = 3;
 
 /// A hold's stored status. An ACTIVE hold past its expiry reads EXPIRED
 /// (see [`status_at`]) before the sweep writes it.
@@ -115,21 +118,24 @@ pub async fn create_hold(
     if !offered {
         return Err(AppError::bad_input("startAt", "this time is not offered"));
     }
+    if start > now + ctx.policy.booking_horizon() {
+        return Err(AppError::bad_input(
+            "startAt",
+            format!(
+                "bookings open at most {} days ahead",
+                ctx.policy.booking_horizon().num_days()
+            ),
+        ));
+    }
     let end = start + Duration::minutes(i64::from(duration));
     let expires = now + ctx.policy.hold_ttl();
 
     let uow = UnitOfWork::begin(ctx).await?;
     let txn = uow.db();
     reservation::lock_consumer_and_coach(txn, &user.id, &profile.id).await?;
-    let active = holds::Entity::find()
-        .filter(holds::Column::ConsumerId.eq(user.id.clone()))
-        .filter(holds::Column::Status.eq(HoldStatus::Active.as_str()))
-        .filter(holds::Column::ExpiresAt.gt(now))
-        .count(txn)
-        .await?;
-    if active >= MAX_ACTIVE_HOLDS {
+    if open_reservations(txn, &user.id, now).await? >= MAX_OPEN_RESERVATIONS {
         return Err(conflict(
-            "you already hold 3 slots; book or release one first",
+            "you already hold or owe payment for 3 sessions; pay for, cancel or release one first",
         ));
     }
     reservation::clear_lapsed(
@@ -170,6 +176,27 @@ pub async fn create_hold(
     ))?;
     uow.commit().await?;
     Ok(hold)
+}
+
+/// The consumer's reservations that still keep a coach's time and can
+/// lapse: live holds, and bookings made from them that await payment (a
+/// confirmed booking's reservation no longer lapses).
+pub async fn open_reservations<C: ConnectionTrait>(
+    db: &C,
+    consumer_id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<u64> {
+    let own_holds = Query::select()
+        .column(holds::Column::Id)
+        .from(holds::Entity)
+        .and_where(holds::Column::ConsumerId.eq(consumer_id))
+        .to_owned();
+    Ok(reservations::Entity::find()
+        .filter(reservations::Column::Active.eq(true))
+        .filter(reservations::Column::LiveUntilS.gt(now.timestamp()))
+        .filter(reservations::Column::HoldId.in_subquery(own_holds))
+        .count(db)
+        .await?)
 }
 
 pub async fn own_hold<C: ConnectionTrait>(

@@ -145,7 +145,9 @@ mod tests {
         listings.snapshot(&db).await.unwrap();
         assert!(!listings.has_pending_changes());
         DomainCtx {
-            auth: Auth::new(&[7u8; 32]).await.unwrap(),
+            auth: Auth::new(&[7u8; 32], Duration::from_secs(900))
+                .await
+                .unwrap(),
             reference,
             payments: Arc::new(DevPaymentProvider::new("http://127.0.0.1:8080")),
             events: Arc::new(InProcessBus::new()),
@@ -155,6 +157,7 @@ mod tests {
                 min_booking_notice: Duration::from_secs(3600),
                 platform_fee_bps: 1000,
                 public_base_url: "http://127.0.0.1:8080".into(),
+                booking_horizon: Duration::from_secs(180 * 86_400),
             }),
             db,
         }

@@ -14,7 +14,7 @@ use crate::domain::types::Role as DomainRole;
 use crate::error::AppError;
 use crate::graphql::CtxExt;
 use crate::graphql::guards::RoleGuard;
-use crate::graphql::loaders::{Loaders, load_err, loaders};
+use crate::graphql::loaders::{Loaders, load_err, load_one, loaders};
 use crate::graphql::scalars::DateTime;
 use crate::graphql::types::{Category, Market, Money};
 use crate::graphql::{AuthState, RequestCtx};
@@ -158,8 +158,9 @@ impl Coach {
     async fn id(&self) -> ID {
         ID(self.0.id.clone())
     }
-    async fn user_id(&self) -> ID {
-        ID(self.0.user_id.clone())
+    /// The coach's account: owner and admins only; null for everyone else.
+    async fn user_id(&self, ctx: &Context<'_>) -> Option<ID> {
+        self.owner_or_admin(ctx).then(|| ID(self.0.user_id.clone()))
     }
     async fn display_name(&self) -> &str {
         &self.0.display_name
@@ -173,11 +174,8 @@ impl Coach {
     }
     async fn categories(&self, ctx: &Context<'_>) -> Result<Vec<Category>> {
         let state = ctx.state()?;
-        let ids = loaders(ctx)?
-            .categories
-            .load_one(self.0.id.clone())
-            .await
-            .map_err(load_err)?
+        let ids = load_one(ctx, &loaders(ctx)?.categories, self.0.id.clone())
+            .await?
             .unwrap_or_default();
         let mut out: Vec<Category> = ids
             .iter()
@@ -246,15 +244,16 @@ impl Coach {
         let rows = match after {
             // The common case (a card or a profile page) is batched.
             None => {
-                let mut rows = loaders(ctx)?
-                    .reviews
-                    .load_one(ReviewKey {
+                let mut rows = load_one(
+                    ctx,
+                    &loaders(ctx)?.reviews,
+                    ReviewKey {
                         coach_id: self.0.id.clone(),
                         first: limit + 1,
-                    })
-                    .await
-                    .map_err(load_err)?
-                    .unwrap_or_default();
+                    },
+                )
+                .await?
+                .unwrap_or_default();
                 rows.truncate(limit as usize + 1);
                 rows
             }
@@ -275,33 +274,29 @@ impl Coach {
         Ok(conn)
     }
     async fn packages(&self, ctx: &Context<'_>) -> Result<Vec<Package>> {
-        Ok(loaders(ctx)?
-            .packages
-            .load_one(self.0.id.clone())
-            .await
-            .map_err(load_err)?
+        Ok(load_one(ctx, &loaders(ctx)?.packages, self.0.id.clone())
+            .await?
             .unwrap_or_default()
             .into_iter()
             .map(Package)
             .collect())
     }
     async fn availability(&self, ctx: &Context<'_>) -> Result<Vec<AvailabilityRule>> {
-        Ok(loaders(ctx)?
-            .availability
-            .load_one(self.0.id.clone())
-            .await
-            .map_err(load_err)?
-            .unwrap_or_default()
-            .iter()
-            .map(|r| {
-                let r = crate::domain::availability::rule_of(r);
-                AvailabilityRule {
-                    weekday: i32::from(r.weekday),
-                    start_time: crate::domain::availability::format_hhmm(r.start_minute),
-                    end_time: crate::domain::availability::format_hhmm(r.end_minute),
-                }
-            })
-            .collect())
+        Ok(
+            load_one(ctx, &loaders(ctx)?.availability, self.0.id.clone())
+                .await?
+                .unwrap_or_default()
+                .iter()
+                .map(|r| {
+                    let r = crate::domain::availability::rule_of(r);
+                    AvailabilityRule {
+                        weekday: i32::from(r.weekday),
+                        start_time: crate::domain::availability::format_hhmm(r.start_minute),
+                        end_time: crate::domain::availability::format_hhmm(r.end_minute),
+                    }
+                })
+                .collect(),
+        )
     }
     async fn payouts_enabled(&self) -> bool {
         self.0.payouts_enabled
@@ -413,7 +408,10 @@ impl CoachQuery {
             from.0,
             to.0,
             duration_minutes,
-            Utc::now() + state.domain.policy.min_booking_notice(),
+            (
+                Utc::now() + state.domain.policy.min_booking_notice(),
+                Utc::now() + state.domain.policy.booking_horizon(),
+            ),
         )
         .await?;
         Ok(slots

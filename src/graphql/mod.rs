@@ -6,6 +6,7 @@ pub mod auth;
 pub mod booking;
 pub mod coach;
 pub mod context;
+pub mod cost;
 pub mod errors;
 pub mod guards;
 pub mod loaders;

@@ -1,7 +1,7 @@
 //! `DateTime`: RFC 3339 with an offset on input, always UTC (`...Z`) on output.
 
 use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value};
-use chrono::{SecondsFormat, Utc};
+use chrono::{Datelike, SecondsFormat, Utc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DateTime(pub chrono::DateTime<Utc>);
@@ -12,15 +12,29 @@ impl ScalarType for DateTime {
         match &value {
             Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
                 .map(|d| DateTime(d.with_timezone(&Utc)))
-                .map_err(|_| {
-                    InputValueError::custom("expected an RFC 3339 date-time with an offset")
+                .ok()
+                // RFC 3339 has four-digit years; so has every instant we answer.
+                .filter(|d| (1..=9999).contains(&d.0.year()))
+                .ok_or_else(|| {
+                    InputValueError::custom(
+                        "expected an RFC 3339 date-time with an offset (years 0001 to 9999)",
+                    )
                 }),
             _ => Err(InputValueError::expected_type(value)),
         }
     }
 
     fn to_value(&self) -> Value {
-        Value::String(self.0.to_rfc3339_opts(SecondsFormat::Secs, true))
+        // Stored instants come from parsed input or the clock, both within
+        // four-digit years; clamp anyway so no answer is ever invalid RFC 3339.
+        let max = chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+            .and_then(|d| d.and_hms_opt(23, 59, 59))
+            .map(|d| d.and_utc());
+        let t = match max {
+            Some(max) if self.0 > max => max,
+            _ => self.0,
+        };
+        Value::String(t.to_rfc3339_opts(SecondsFormat::Secs, true))
     }
 }
 

@@ -51,7 +51,12 @@ fn builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, Subscripti
 /// introspection and no "did you mean" suggestions.
 pub fn build_schema(state: AppState) -> AppSchema {
     let production = state.settings.is_production();
-    let mut b = builder().data(state);
+    let limits = &state.settings.limits;
+    let cost = crate::graphql::cost::CostLimit {
+        max_cost: limits.graphql_max_cost,
+        max_fields: limits.graphql_max_fields,
+    };
+    let mut b = builder().extension(cost).data(state);
     if production {
         b = b.disable_introspection().disable_suggestions();
     }

@@ -55,6 +55,38 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     res
 }
 
+/// Answers that the framework writes itself (a body over the limit, a
+/// method a route does not take) become JSON errors with a code, like every
+/// other error; a 405 keeps its `Allow` header.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return res;
+    }
+    let mut replaced = match res.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => error_body(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BAD_USER_INPUT",
+            "the request body is larger than 64 KiB",
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => error_body(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "BAD_USER_INPUT",
+            "this route does not take that method",
+        ),
+        _ => return res,
+    };
+    if let Some(allow) = res.headers().get(header::ALLOW) {
+        replaced.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    replaced
+}
+
 /// Layers for every route, outermost first.
 pub fn apply(router: Router, settings: &Settings) -> Router {
     let layers = ServiceBuilder::new()
@@ -104,6 +136,8 @@ pub fn apply(router: Router, settings: &Settings) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             settings.request_timeout,
         ))
+        // Framework-written errors get a JSON body and a code.
+        .layer(middleware::from_fn(json_errors))
         // Bounded memory per request: 64 KiB is plenty for any operation.
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         // A panic becomes a generic 500, never a dropped connection or a trace.

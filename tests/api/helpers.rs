@@ -60,6 +60,7 @@ pub fn default_args(database_url: &str) -> SettingsArgs {
         database_max_connections: 10,
         stripe_secret_key: None,
         stripe_webhook_secret: None,
+        limits: maestro_hub::config::LimitArgs::defaults(),
     }
 }
 

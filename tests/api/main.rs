@@ -9,6 +9,7 @@ mod bookings;
 mod cli;
 mod coaches;
 mod config;
+mod hardening;
 mod helpers;
 mod http;
 mod limits;

@@ -80,6 +80,13 @@ pub async fn book_hold(
         return Err(conflict("the hold has expired or was already used"));
     }
     let profile = coach::get(db, &hold.coach_id).await?;
+    // The consumer may have changed market since holding the slot.
+    if user.user.market_id.as_deref() != Some(profile.market_id.as_str()) {
+        return Err(AppError::bad_input(
+            "holdId",
+            "this coach is in another market than yours",
+        ));
+    }
     let minutes = (hold.end_at - hold.start_at).num_minutes();
     let p = policy::price(
         profile.hourly_rate_minor,
@@ -534,8 +541,11 @@ pub async fn lapse_unpaid(ctx: &DomainCtx, booking: &bookings::Model) -> AppResu
         )
     })
     .await;
-    if moved.is_err() {
-        return Ok(false);
+    match moved {
+        Ok(_) => {}
+        // Paid or cancelled meanwhile.
+        Err(AppError::Conflict(_)) => return Ok(false),
+        Err(e) => return Err(e),
     }
     reservation::free_for_booking(uow.db(), &booking.id).await?;
     payment::fail_pending_of_booking(&uow, &booking.id).await?;
@@ -556,11 +566,10 @@ pub async fn lapse_unpaid(ctx: &DomainCtx, booking: &bookings::Model) -> AppResu
 /// changed meanwhile.
 pub async fn auto_complete(ctx: &DomainCtx, booking: &bookings::Model) -> AppResult<bool> {
     let mut uow = UnitOfWork::begin(ctx).await?;
-    if move_status(uow.db(), booking, Event::Complete, |u| u)
-        .await
-        .is_err()
-    {
-        return Ok(false);
+    match move_status(uow.db(), booking, Event::Complete, |u| u).await {
+        Ok(_) => {}
+        Err(AppError::Conflict(_)) => return Ok(false),
+        Err(e) => return Err(e),
     }
     audit_booking(
         &uow,

@@ -4,7 +4,6 @@
 //! every layer; none of them imports it.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -126,13 +125,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let jobs = crate::jobs::spawn(app.state.clone(), app.stop.subscribe());
-    let result = axum::serve(
-        listener,
-        app.router
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let limits = app.state.settings.limits.clone();
+    let result = crate::http::server::serve(listener, app.router, &limits, shutdown).await;
     let _ = app.stop.send(true);
     for job in jobs {
         let _ = job.await;

@@ -7,4 +7,5 @@ pub mod health;
 pub mod middleware;
 pub mod playground;
 pub mod router;
+pub mod server;
 pub mod ws;

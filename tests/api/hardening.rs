@@ -303,3 +303,69 @@ async fn a_coachs_account_id_is_not_public() {
         "{by_admin}"
     );
 }
+
+/// Reads until the server closes the socket (or `wait` passes): true when
+/// it was closed.
+async fn closed_within(stream: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off_while_health_checks_answer() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(|a| {
+        a.limits.header_read_timeout_seconds = 1;
+        a.limits.max_connections_per_ip = 1000;
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for i in 0..200 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        if i % 2 == 0 {
+            // Half a request line, then nothing.
+            s.write_all(b"GET /healthz HT").await.unwrap();
+        } // The others send nothing at all, like an idle kept-alive client.
+        slow.push(s);
+    }
+    let started = Instant::now();
+    let h = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(h.status(), 200);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    for (i, s) in slow.iter_mut().enumerate() {
+        assert!(
+            closed_within(s, Duration::from_secs(3)).await,
+            "connection {i} still open"
+        );
+    }
+}
+
+#[tokio::test]
+async fn connections_per_client_are_capped() {
+    let app = spawn_app_with(|a| a.limits.max_connections_per_ip = 5).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut extra = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(1)).await,
+        "the sixth connection is closed at once"
+    );
+    // Those held are served, and once they close others get in again.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let h = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(h.status(), 200);
+}

@@ -98,6 +98,7 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
         payments,
         events: Arc::new(InProcessBus::new()),
         policy: Arc::new(policy),
+        revocations: Arc::default(),
     };
     let state = AppState {
         settings: Arc::new(settings),

@@ -158,7 +158,7 @@ pub async fn suspend_user(
         // Another admin was quicker.
         return Err(AppError::Conflict("the user is already suspended".into()));
     }
-    end_all_sessions(txn, user_id).await?;
+    let valid = end_all_sessions(txn, user_id).await?;
     coach_profiles::Entity::update_many()
         .col_expr(
             coach_profiles::Column::Status,
@@ -178,6 +178,7 @@ pub async fn suspend_user(
         detail: Some(serde_json::json!({ "reason": reason })),
     })
     .await?;
+    uow.sessions_ended(user_id, valid);
     // Whatever the user listed leaves search.
     if let Some(profile) = coach::find_by_user(uow.db(), user_id).await? {
         uow.listing_changed(&profile.id);

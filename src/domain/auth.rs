@@ -55,6 +55,10 @@ pub struct Claims {
     pub jti: String,
     /// The user's session version when the token was issued.
     pub sv: i32,
+    /// The session family (one sign-in and its refreshes) the token was
+    /// issued for; a logout of that session ends the sockets opened with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// Keys, hashing parameters and the dummy hash that keeps failed logins for
@@ -126,6 +130,10 @@ pub struct CurrentUser {
     pub id: String,
     pub role: Role,
     pub user: users::Model,
+    /// The token's session version, family and expiry (unix seconds).
+    pub token_version: i32,
+    pub session_family: Option<String>,
+    pub token_expires_at: i64,
 }
 
 impl Auth {
@@ -148,7 +156,11 @@ impl Auth {
         }))
     }
 
-    pub fn issue_access_token(&self, user: &users::Model) -> AppResult<(String, DateTime<Utc>)> {
+    pub fn issue_access_token(
+        &self,
+        user: &users::Model,
+        family_id: &str,
+    ) -> AppResult<(String, DateTime<Utc>)> {
         let now = Utc::now();
         let exp = now + self.ttl;
         let claims = Claims {
@@ -160,6 +172,7 @@ impl Auth {
             aud: AUDIENCE.into(),
             jti: uuid::Uuid::new_v4().to_string(),
             sv: user.session_version,
+            sid: Some(family_id.to_string()),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(AppError::internal)?;
@@ -203,6 +216,9 @@ pub async fn authenticate(
         id: user.id.clone(),
         role,
         user,
+        token_version: claims.sv,
+        session_family: claims.sid,
+        token_expires_at: claims.exp,
     })
 }
 
@@ -222,13 +238,14 @@ async fn start_session<C: ConnectionTrait>(
     user: &users::Model,
     family_id: Option<String>,
     ip: Option<&str>,
-) -> AppResult<String> {
+) -> AppResult<NewSession> {
     let token = random_token();
     let now = Utc::now();
+    let family_id = family_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     sessions::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
         user_id: Set(user.id.clone()),
-        family_id: Set(family_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string())),
+        family_id: Set(family_id.clone()),
         token_hash: Set(hash_refresh_token(&token)),
         session_version: Set(user.session_version),
         created_at: Set(now),
@@ -239,15 +256,22 @@ async fn start_session<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
-    Ok(token)
+    Ok(NewSession { token, family_id })
 }
 
-fn tokens(auth: &Auth, user: users::Model, refresh_token: String) -> AppResult<Tokens> {
-    let (access_token, access_token_expires_at) = auth.issue_access_token(&user)?;
+/// A refresh token just made, and the session family it belongs to.
+struct NewSession {
+    token: String,
+    family_id: String,
+}
+
+fn tokens(auth: &Auth, user: users::Model, session: NewSession) -> AppResult<Tokens> {
+    let (access_token, access_token_expires_at) =
+        auth.issue_access_token(&user, &session.family_id)?;
     Ok(Tokens {
         access_token,
         access_token_expires_at,
-        refresh_token,
+        refresh_token: session.token,
         user,
     })
 }
@@ -509,7 +533,8 @@ pub async fn logout(
         .one(&ctx.db)
         .await?;
     if let Some(session) = session {
-        let uow = UnitOfWork::begin(ctx).await?;
+        let mut uow = UnitOfWork::begin(ctx).await?;
+        uow.session_family_ended(&user.id, &session.family_id);
         let txn = uow.db();
         revoke_family(txn, &session.family_id, Utc::now()).await?;
         audit::record(
@@ -529,9 +554,11 @@ pub async fn logout(
     Ok(())
 }
 
-/// Bumps the session version and revokes every refresh token of the user:
-/// used by password change, reset and suspension.
-pub async fn end_all_sessions<C: ConnectionTrait>(db: &C, user_id: &str) -> AppResult<()> {
+/// Bumps the session version and revokes every refresh token of the user
+/// (password change, reset, suspension); returns the new version, the
+/// lowest one still valid. The caller tells its unit of work
+/// ([`UnitOfWork::sessions_ended`]) so open sockets close.
+pub async fn end_all_sessions<C: ConnectionTrait>(db: &C, user_id: &str) -> AppResult<i32> {
     let now = Utc::now();
     users::Entity::update_many()
         .col_expr(
@@ -548,7 +575,11 @@ pub async fn end_all_sessions<C: ConnectionTrait>(db: &C, user_id: &str) -> AppR
         .filter(sessions::Column::RevokedAt.is_null())
         .exec(db)
         .await?;
-    Ok(())
+    let user = users::Entity::find_by_id(user_id.to_string())
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("user"))?;
+    Ok(user.session_version)
 }
 
 pub async fn change_password(
@@ -572,14 +603,14 @@ pub async fn change_password(
         ));
     }
     let hash = hash_password(&new_password).await?;
-    let uow = UnitOfWork::begin(ctx).await?;
+    let mut uow = UnitOfWork::begin(ctx).await?;
     let txn = uow.db();
     users::Entity::update_many()
         .col_expr(users::Column::PasswordHash, Expr::value(hash))
         .filter(users::Column::Id.eq(user.id.clone()))
         .exec(txn)
         .await?;
-    end_all_sessions(txn, &user.id).await?;
+    let valid = end_all_sessions(txn, &user.id).await?;
     audit::record(
         txn,
         Entry {
@@ -592,6 +623,7 @@ pub async fn change_password(
         },
     )
     .await?;
+    uow.sessions_ended(&user.id, valid);
     uow.commit().await?;
     Ok(())
 }
@@ -669,6 +701,37 @@ pub async fn create_admin(
     .await?;
     txn.commit().await?;
     Ok(user)
+}
+
+/// Whether the token behind `user` still stands, as the database says now:
+/// the account, its session version, and (for tokens that name one) its
+/// session family not logged out. Open sockets ask this every few seconds.
+pub async fn still_signed_in(ctx: &DomainCtx, user: &CurrentUser) -> AppResult<bool> {
+    if ctx
+        .revocations
+        .is_revoked(&user.id, user.token_version, user.session_family.as_deref())
+        || Utc::now().timestamp() >= user.token_expires_at
+    {
+        return Ok(false);
+    }
+    let Some(now) = users::Entity::find_by_id(user.id.clone())
+        .one(&ctx.db)
+        .await?
+    else {
+        return Ok(false);
+    };
+    if now.session_version != user.token_version || now.suspended_at.is_some() {
+        return Ok(false);
+    }
+    if let Some(family) = &user.session_family {
+        let live = sessions::Entity::find()
+            .filter(sessions::Column::FamilyId.eq(family.clone()))
+            .filter(sessions::Column::RevokedAt.is_null())
+            .one(&ctx.db)
+            .await?;
+        return Ok(live.is_some());
+    }
+    Ok(true)
 }
 
 /// Deletes refresh tokens that expired long ago (a spent token is kept

@@ -11,6 +11,7 @@ use crate::domain::auth::Auth;
 use crate::domain::listing::ListingIndex;
 use crate::domain::payment::PaymentProvider;
 use crate::domain::reference::ReferenceData;
+use crate::domain::revocation::Revocations;
 use crate::events::EventBus;
 
 /// Business figures the rules depend on (from configuration).
@@ -53,4 +54,6 @@ pub struct DomainCtx {
     /// The search index (a cache of public profiles).
     pub listings: Arc<ListingIndex>,
     pub policy: Arc<Policy>,
+    /// Sessions ended in this process, for open sockets.
+    pub revocations: Arc<Revocations>,
 }

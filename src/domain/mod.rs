@@ -16,6 +16,7 @@ pub mod payment;
 pub mod reference;
 pub mod reservation;
 pub mod review;
+pub mod revocation;
 pub mod search;
 pub mod types;
 pub mod uow;

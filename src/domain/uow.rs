@@ -33,6 +33,9 @@ enum Listings {
 /// Effects collected while the transaction is open.
 #[derive(Default)]
 struct Effects {
+    /// (user, lowest valid session version) and (user, family) ended.
+    users_ended: Vec<(String, i32)>,
+    families_ended: Vec<(String, String)>,
     events: Vec<bookings::Model>,
     listings: Listings,
     refunds: Vec<String>,
@@ -81,6 +84,21 @@ impl UnitOfWork {
         }
     }
 
+    /// Every session of the user older than `valid_version` ends: open
+    /// sockets refuse their next message and close.
+    pub fn sessions_ended(&mut self, user_id: &str, valid_version: i32) {
+        self.effects
+            .users_ended
+            .push((user_id.to_string(), valid_version));
+    }
+
+    /// One session family of the user ends (a logout).
+    pub fn session_family_ended(&mut self, user_id: &str, family_id: &str) {
+        self.effects
+            .families_ended
+            .push((user_id.to_string(), family_id.to_string()));
+    }
+
     /// Listings changed in ways not worth naming one by one.
     pub fn all_listings_changed(&mut self) {
         self.effects.listings = Listings::All;
@@ -97,6 +115,13 @@ impl UnitOfWork {
     pub async fn commit(self) -> AppResult<()> {
         let UnitOfWork { txn, ctx, effects } = self;
         txn.commit().await?;
+        // Before any event goes out, so no ended session receives it.
+        for (user, version) in &effects.users_ended {
+            ctx.revocations.user_sessions_ended(user, *version);
+        }
+        for (user, family) in &effects.families_ended {
+            ctx.revocations.family_ended(user, family);
+        }
         match effects.listings {
             Listings::Unchanged => {}
             Listings::Coaches(ids) => ids.iter().for_each(|id| ctx.listings.invalidate_coach(id)),
@@ -152,6 +177,7 @@ mod tests {
             payments: Arc::new(DevPaymentProvider::new("http://127.0.0.1:8080")),
             events: Arc::new(InProcessBus::new()),
             listings,
+            revocations: Arc::default(),
             policy: Arc::new(Policy {
                 hold_ttl: Duration::from_secs(600),
                 min_booking_notice: Duration::from_secs(3600),

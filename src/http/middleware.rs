@@ -192,36 +192,72 @@ impl KeyExtractor for ClientIpKey {
     }
 }
 
+/// Whether a client IP may make one more request now (the HTTP-wide
+/// budget, spent by WebSocket operations too).
+pub type IpBudget = std::sync::Arc<dyn Fn(std::net::IpAddr) -> bool + Send + Sync>;
+
 /// The HTTP-wide limit per client IP (`RATE_LIMIT_GENERAL_PER_MINUTE`):
 /// a full minute's budget as burst, refilled evenly. Idle keys are forgot
 /// every minute by a task that ends with `stop`.
-pub fn general_limit(
-    router: Router,
-    settings: &Settings,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Router {
-    let per_minute = settings.rate_limit_general_per_minute.max(1);
-    let config = GovernorConfigBuilder::default()
-        .period(Duration::from_millis(60_000 / u64::from(per_minute)).max(Duration::from_millis(1)))
-        .burst_size(per_minute)
-        .key_extractor(ClientIpKey {
-            trust_proxy: settings.trust_proxy,
-        })
-        .finish();
-    let Some(config) = config else {
-        return router;
-    };
-    let limiter = config.limiter().clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => limiter.retain_recent(),
-                _ = stop.changed() => return,
-            }
+pub struct GeneralLimit {
+    config: Option<
+        std::sync::Arc<
+            tower_governor::governor::GovernorConfig<
+                ClientIpKey,
+                governor::middleware::NoOpMiddleware,
+            >,
+        >,
+    >,
+}
+
+impl GeneralLimit {
+    pub fn new(settings: &Settings, mut stop: tokio::sync::watch::Receiver<bool>) -> Self {
+        let per_minute = settings.rate_limit_general_per_minute.max(1);
+        let config = GovernorConfigBuilder::default()
+            .period(
+                Duration::from_millis(60_000 / u64::from(per_minute)).max(Duration::from_millis(1)),
+            )
+            .burst_size(per_minute)
+            .key_extractor(ClientIpKey {
+                trust_proxy: settings.trust_proxy,
+            })
+            .finish()
+            .map(std::sync::Arc::new);
+        if let Some(config) = &config {
+            let limiter = config.limiter().clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => limiter.retain_recent(),
+                        _ = stop.changed() => return,
+                    }
+                }
+            });
         }
-    });
-    router.layer(GovernorLayer::new(config).error_handler(too_many_requests))
+        GeneralLimit { config }
+    }
+
+    /// The same budget, for requests that arrive other than as HTTP
+    /// requests (operations over a WebSocket).
+    pub fn budget(&self) -> IpBudget {
+        match &self.config {
+            Some(config) => {
+                let limiter = config.limiter().clone();
+                std::sync::Arc::new(move |ip| limiter.check_key(&ip).is_ok())
+            }
+            None => std::sync::Arc::new(|_| true),
+        }
+    }
+
+    pub fn apply(&self, router: Router) -> Router {
+        match &self.config {
+            Some(config) => {
+                router.layer(GovernorLayer::new(config.clone()).error_handler(too_many_requests))
+            }
+            None => router,
+        }
+    }
 }
 
 fn too_many_requests(err: GovernorError) -> Response {

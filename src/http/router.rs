@@ -14,6 +14,10 @@ use crate::state::AppState;
 pub struct HttpState {
     pub state: AppState,
     pub schema: AppSchema,
+    /// The HTTP-wide per-IP budget, spent by WebSocket operations too.
+    pub ip_budget: middleware::IpBudget,
+    /// Open WebSockets per user.
+    pub sockets: std::sync::Arc<ws::SocketCounts>,
 }
 
 impl axum::extract::FromRef<HttpState> for AppState {
@@ -24,9 +28,12 @@ impl axum::extract::FromRef<HttpState> for AppState {
 
 pub fn router(state: AppState, schema: AppSchema, stop: watch::Receiver<bool>) -> Router {
     let settings = state.settings.clone();
+    let general = middleware::GeneralLimit::new(&settings, stop);
     let http = HttpState {
         state: state.clone(),
         schema: schema.clone(),
+        ip_budget: general.budget(),
+        sockets: Default::default(),
     };
 
     let mut api = Router::new()
@@ -51,7 +58,7 @@ pub fn router(state: AppState, schema: AppSchema, stop: watch::Receiver<bool>) -
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics));
 
-    let api = middleware::general_limit(api.with_state(http.clone()), &settings, stop);
+    let api = general.apply(api.with_state(http.clone()));
     let app = Router::new()
         .merge(api)
         .merge(ops.with_state(http))

@@ -47,6 +47,7 @@ async fn housekeeping(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         state.limiter.sweep();
+        state.domain.revocations.prune();
         if let Err(err) = crate::domain::auth::purge_expired_sessions(&state.domain).await {
             tracing::warn!(error = ?err, "could not purge expired sessions");
         }

@@ -189,3 +189,22 @@ pub async fn suspend_user(
         .await?
         .ok_or(AppError::NotFound("user"))
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn admin_cursors_from_anyone(raw in ".{0,200}", b64 in "[A-Za-z0-9_-]{0,120}") {
+            let _ = decode("user", &raw);
+            if let Ok(id) = decode("coach", &b64) {
+                prop_assert!(!id.is_empty() && id.len() <= 64);
+            }
+            let id = format!("{}", b64.len());
+            prop_assert_eq!(decode("user", &encode("user", &id)).unwrap(), id);
+        }
+    }
+}

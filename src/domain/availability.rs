@@ -491,3 +491,98 @@ mod tests {
         assert!(check_range(utc("2026-01-02T00:00:00Z"), utc("2026-01-01T00:00:00Z")).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use chrono::Timelike;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn zone() -> impl Strategy<Value = Tz> {
+        (0..chrono_tz::TZ_VARIANTS.len()).prop_map(|i| chrono_tz::TZ_VARIANTS[i])
+    }
+
+    /// At most one window a weekday, so the parser always accepts them.
+    fn rules() -> impl Strategy<Value = Vec<Rule>> {
+        prop::collection::vec(prop::option::of((0u16..95, 1u16..=40)), 7).prop_map(|days| {
+            let texts: Vec<(i32, String, String)> = days
+                .into_iter()
+                .enumerate()
+                .filter_map(|(d, w)| {
+                    let (start, len) = w?;
+                    let end = (start + len).min(96);
+                    Some((d as i32 + 1, format_hhmm(start * 15), format_hhmm(end * 15)))
+                })
+                .collect();
+            parse_rules(&texts).expect("one window a day is always valid")
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn rule_parsing_never_panics(d in any::<i32>(), a in ".{0,8}", b in ".{0,8}") {
+            let _ = parse_rules(&[(d, a.clone(), b.clone())]);
+            let _ = parse_hhmm("startTime", &a, true);
+        }
+
+        #[test]
+        fn every_slot_is_offered_free_and_in_range(
+            rules in rules(),
+            tz in zone(),
+            from_s in 1_577_836_800i64..2_051_222_400,
+            days in 1i64..=31,
+            duration in prop::sample::select(vec![30u32, 45, 60, 90, 120]),
+            notice_h in 0i64..72,
+            busy in prop::collection::vec((0i64..31 * 24 * 60, 15i64..240), 0..6),
+        ) {
+            let from = DateTime::from_timestamp(from_s, 0).unwrap();
+            let to = from + Duration::days(days);
+            let busy: Vec<(DateTime<Utc>, DateTime<Utc>)> = busy
+                .into_iter()
+                .map(|(off, len)| {
+                    let s = from + Duration::minutes(off);
+                    (s, s + Duration::minutes(len))
+                })
+                .collect();
+            let q = SlotQuery {
+                rules: &rules,
+                tz,
+                from,
+                to,
+                duration_minutes: duration,
+                earliest_start: from + Duration::hours(notice_h),
+                busy: &busy,
+            };
+            let slots = available_slots(&q);
+            let fits = rules.iter().any(|r| {
+                let first = r.start_minute.div_ceil(SLOT_GRID_MINUTES as u16) * SLOT_GRID_MINUTES as u16;
+                // Two hours of margin for a change of clock that day.
+                u32::from(first) + duration + 120 <= u32::from(r.end_minute)
+            });
+            if fits && busy.is_empty() && notice_h == 0 && days >= 8 {
+                prop_assert!(!slots.is_empty(), "a week with windows offers slots");
+            }
+            for w in slots.windows(2) {
+                prop_assert!(w[0] < w[1], "sorted, no duplicates");
+            }
+            for s in &slots {
+                prop_assert!(s.start >= from && s.start < to);
+                prop_assert!(s.start >= q.earliest_start);
+                prop_assert_eq!(s.end - s.start, Duration::minutes(i64::from(duration)));
+                prop_assert!(!busy.iter().any(|(b, e)| *b < s.end && s.start < *e));
+                // Inside one rule of its local weekday, on the grid.
+                let local = s.start.with_timezone(&tz);
+                let minute = (local.hour() * 60 + local.minute()) as u16;
+                prop_assert_eq!(minute % SLOT_GRID_MINUTES as u16, 0);
+                let weekday = local.weekday().number_from_monday() as u8;
+                prop_assert!(rules.iter().any(|r| r.weekday == weekday
+                    && r.start_minute <= minute
+                    && u32::from(minute) + duration <= u32::from(r.end_minute)));
+                prop_assert!(is_offered(&q, s.start));
+            }
+        }
+    }
+}

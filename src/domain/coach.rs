@@ -537,3 +537,23 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn profile_parsers_never_panic(raw in ".{0,120}", n in prop::collection::vec(any::<i32>(), 0..8)) {
+            let _ = parse_timezone(&raw);
+            if let Ok(url) = parse_meeting_url(&raw) {
+                prop_assert!(url.starts_with("https://"));
+            }
+            let _ = parse_durations(&n);
+            let clean = sanitize_bio(&raw);
+            prop_assert!(!clean.to_lowercase().contains("<script"));
+        }
+    }
+}

@@ -346,3 +346,24 @@ mod tests {
         assert!(decode_cursor(&forged, Sort::Rating).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Any string a client sends as a cursor is refused cleanly or
+        /// read; it never panics.
+        #[test]
+        fn cursors_from_anyone(raw in ".{0,200}", b64 in "[A-Za-z0-9_-]{0,120}") {
+            for sort in [Sort::Relevance, Sort::Rating, Sort::PriceLow, Sort::PriceHigh, Sort::Newest] {
+                let _ = decode_cursor(&raw, sort);
+                let _ = decode_cursor(&b64, sort);
+            }
+        }
+    }
+}

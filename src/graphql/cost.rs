@@ -276,3 +276,19 @@ mod tests {
         assert!(measure(&doc, &Variables::default()).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn any_document_is_measured_without_panic(raw in "[{}a-z .:(),0-9$]{0,200}") {
+            if let Ok(doc) = async_graphql::parser::parse_query(&raw) {
+                let _ = measure(&doc, &Variables::default());
+            }
+        }
+    }
+}

@@ -43,3 +43,25 @@ impl From<chrono::DateTime<Utc>> for DateTime {
         DateTime(d)
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever a client sends, a parsed date-time answers as RFC 3339
+        /// with a four-digit year.
+        #[test]
+        fn date_times_from_anyone(raw in ".{0,40}", y in -300_000i32..300_000, rest in "-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z") {
+            for s in [raw, format!("{y:04}{rest}"), format!("+{y}{rest}")] {
+                if let Ok(d) = DateTime::parse(Value::String(s)) {
+                    let Value::String(out) = d.to_value() else { panic!("a string") };
+                    prop_assert!(chrono::DateTime::parse_from_rfc3339(&out).is_ok(), "{}", out);
+                    prop_assert_eq!(out.len(), 20);
+                }
+            }
+        }
+    }
+}

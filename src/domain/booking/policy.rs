@@ -104,3 +104,43 @@ mod tests {
         assert_eq!(no_show(Party::Coach, 5000), (Event::ConsumerNoShow, 0));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Fee and payout always add up to the price, and neither is
+        /// negative or more than the price, whatever the rate and fee.
+        #[test]
+        fn money_is_never_lost_or_made(
+            rate in 1i64..=8_000_000,
+            minutes in prop::sample::select(vec![30i64, 45, 60, 90, 120]),
+            fee_bps in 0u32..=10_000,
+        ) {
+            let p = price(rate, minutes, fee_bps);
+            prop_assert!(p.price_minor >= 0);
+            prop_assert_eq!(p.platform_fee_minor + p.coach_payout_minor, p.price_minor);
+            prop_assert!((0..=p.price_minor).contains(&p.platform_fee_minor));
+            // Within half a minor unit of the exact share.
+            let exact = p.price_minor as f64 * f64::from(fee_bps) / 10_000.0;
+            prop_assert!((p.platform_fee_minor as f64 - exact).abs() <= 0.5);
+        }
+
+        #[test]
+        fn a_refund_never_exceeds_what_was_paid(
+            paid in 0i64..10_000_000,
+            hours_before in -100i64..100,
+            by_coach in any::<bool>(),
+        ) {
+            let start = Utc::now();
+            let by = if by_coach { Party::Coach } else { Party::Consumer };
+            let r = cancellation_refund(by, start - Duration::hours(hours_before), start, paid);
+            prop_assert!(r == 0 || r == paid);
+        }
+    }
+}

@@ -9,6 +9,7 @@ mod bookings;
 mod cli;
 mod coaches;
 mod config;
+mod crash;
 mod hardening;
 mod helpers;
 mod http;

@@ -459,17 +459,20 @@ pub async fn refresh(ctx: &DomainCtx, refresh_token: &str, ip: Option<&str>) -> 
         return Err(AppError::Unauthenticated(INVALID_REFRESH));
     };
     let now = Utc::now();
-    let uow = UnitOfWork::begin(ctx).await?;
-    let txn = uow.db();
+    let mut uow = UnitOfWork::begin(ctx).await?;
     let spent = sessions::Entity::update_many()
         .col_expr(sessions::Column::UsedAt, Expr::value(now))
         .filter(sessions::Column::Id.eq(session.id.clone()))
         .filter(sessions::Column::UsedAt.is_null())
         .filter(sessions::Column::RevokedAt.is_null())
-        .exec(txn)
+        .exec(uow.db())
         .await?;
     if spent.rows_affected != 1 {
         if session.revoked_at.is_none() || session.used_at.is_some() {
+            // Only a thief holds a spent token: the whole sign-in ends,
+            // sockets opened with it included.
+            uow.session_family_ended(&session.user_id, &session.family_id);
+            let txn = uow.db();
             revoke_family(txn, &session.family_id, now).await?;
             audit::record(
                 txn,
@@ -487,6 +490,7 @@ pub async fn refresh(ctx: &DomainCtx, refresh_token: &str, ip: Option<&str>) -> 
         uow.commit().await?;
         return Err(AppError::Unauthenticated(INVALID_REFRESH));
     }
+    let txn = uow.db();
     let user = users::Entity::find_by_id(session.user_id.clone())
         .one(txn)
         .await?

@@ -48,9 +48,14 @@ impl Revocations {
 
     /// Every session of the user before `valid_version` has ended.
     pub fn user_sessions_ended(&self, user_id: &str, valid_version: i32) {
-        self.ended()
+        // Two changes may be recorded out of order: keep the higher bar.
+        let mut ended = self.ended();
+        let entry = ended
             .users
-            .insert(user_id.to_string(), (valid_version, Instant::now()));
+            .entry(user_id.to_string())
+            .or_insert((valid_version, Instant::now()));
+        *entry = (entry.0.max(valid_version), Instant::now());
+        drop(ended);
         let _ = self.tx.send(user_id.to_string());
     }
 

@@ -24,7 +24,7 @@ use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, N
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Name, ServerError, ServerResult, Value, Variables};
 
-use crate::domain::search::DEFAULT_PAGE;
+use crate::domain::search::{DEFAULT_PAGE, MAX_PAGE};
 
 /// Connection fields: without `first` they return a default page.
 const CONNECTIONS: [&str; 6] = [
@@ -38,14 +38,16 @@ const CONNECTIONS: [&str; 6] = [
 
 /// Lists without paging, with how many items they hold at most in
 /// practice (a coach has at most 5 categories, 50 availability rules...).
-const SHORT_LISTS: [(&str, u64); 6] = [
-    ("availableSlots", 100),
+const SHORT_LISTS: [(&str, u64); 5] = [
     ("availability", 50),
     ("categories", 10),
     ("markets", 10),
     ("packages", 10),
     ("sessionDurations", 5),
 ];
+
+/// `availableSlots` offers at most one start per 30 minutes.
+const SLOTS_PER_DAY: u64 = 48;
 
 /// Fragments spread inside fragments deeper than this are refused.
 const MAX_FRAGMENT_NESTING: usize = 32;
@@ -98,16 +100,55 @@ impl Counter<'_> {
                     .ok()?;
                 as_count(&value)
             });
-        if let Some(n) = first {
-            return n.max(1);
+        match first {
+            Some(n) => return n.max(1),
+            // Present but not a number we can read: assume the largest page.
+            None if field
+                .arguments
+                .iter()
+                .any(|(k, _)| k.node.as_str() == "first") =>
+            {
+                return MAX_PAGE;
+            }
+            None => {}
         }
         if CONNECTIONS.contains(&name) {
             return DEFAULT_PAGE;
+        }
+        if name == "availableSlots" {
+            return self.slot_days(field) * SLOTS_PER_DAY;
         }
         SHORT_LISTS
             .iter()
             .find(|(n, _)| *n == name)
             .map_or(1, |(_, size)| *size)
+    }
+
+    /// Days between `from` and `to` of `availableSlots` (1 to 31; the
+    /// longest range when they cannot be read).
+    fn slot_days(&self, field: &async_graphql::parser::types::Field) -> u64 {
+        let instant = |arg: &str| {
+            let (_, v) = field
+                .arguments
+                .iter()
+                .find(|(k, _)| k.node.as_str() == arg)?;
+            let value = v
+                .node
+                .clone()
+                .into_const_with(|name| self.variables.get(&name).cloned().ok_or(()))
+                .ok()?;
+            match value {
+                Value::String(s) => chrono::DateTime::parse_from_rfc3339(&s).ok(),
+                _ => None,
+            }
+        };
+        match (instant("from"), instant("to")) {
+            (Some(from), Some(to)) => {
+                let days = (to - from).num_hours().div_euclid(24) + 1;
+                days.clamp(1, crate::domain::availability::MAX_RANGE_DAYS) as u64
+            }
+            _ => crate::domain::availability::MAX_RANGE_DAYS as u64,
+        }
     }
 
     fn selection_set(&mut self, set: &SelectionSet) -> Result<Cost, String> {
@@ -155,14 +196,24 @@ impl Counter<'_> {
 
 /// The cost of the document's costliest operation.
 pub fn measure(doc: &ExecutableDocument, variables: &Variables) -> Result<Cost, String> {
-    let mut counter = Counter {
-        doc,
-        variables,
-        fragments: HashMap::new(),
-        visiting: Vec::new(),
-    };
     let mut worst = Cost::default();
     for (_, op) in doc.operations.iter() {
+        // A variable the request leaves out takes its declared default.
+        let mut vars = variables.clone();
+        for d in &op.node.variable_definitions {
+            if !vars.contains_key(&d.node.name.node)
+                && let Some(default) = &d.node.default_value
+            {
+                vars.insert(d.node.name.node.clone(), default.node.clone());
+            }
+        }
+        // Fragment costs depend on the variables: counted afresh per operation.
+        let mut counter = Counter {
+            doc,
+            variables: &vars,
+            fragments: HashMap::new(),
+            visiting: Vec::new(),
+        };
         let c = counter.selection_set(&op.node.selection_set.node)?;
         worst = Cost {
             cost: worst.cost.max(c.cost),
@@ -267,6 +318,18 @@ mod tests {
         let c = cost_of(&q);
         assert_eq!(c.fields, 10_000_000);
         assert!(started.elapsed() < std::time::Duration::from_millis(50));
+    }
+
+    #[test]
+    fn defaults_and_unreadable_sizes_count_in_full() {
+        let c = cost_of("query($n: Int = 100) { searchCoaches(first: $n) { nodes { id } } }");
+        assert_eq!(c.cost, 1 + 100 * 2);
+        let c = cost_of("query($n: Int) { searchCoaches(first: $n) { nodes { id } } }");
+        assert_eq!(c.cost, 1 + 100 * 2, "an unknown size is the largest page");
+        let c = cost_of(
+            "{ availableSlots(coachId: \"c\", from: \"a\", to: \"b\", durationMinutes: 60) { startAt } }",
+        );
+        assert_eq!(c.cost, 1 + 31 * 48);
     }
 
     #[test]

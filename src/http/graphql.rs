@@ -112,8 +112,16 @@ pub async fn graphql(
         );
     }
     let state = &http.state;
+    let ip = client_ip(&headers, Some(peer.ip()), state.settings.trust_proxy);
+    // The HTTP-wide limit took one request; each further operation of a
+    // batch costs as much as a request of its own.
+    if let Some(ip) = ip
+        && (1..count).any(|_| !(http.ip_budget)(ip))
+    {
+        return crate::http::middleware::too_many(1);
+    }
     let ctx = RequestCtx {
-        ip: client_ip(&headers, Some(peer.ip()), state.settings.trust_proxy),
+        ip,
         auth: auth_state(state, &headers).await,
     };
     let names: Vec<Option<String>> = match &batch {

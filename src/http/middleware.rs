@@ -260,19 +260,22 @@ impl GeneralLimit {
     }
 }
 
+/// 429 with `Retry-After` and a JSON error.
+pub fn too_many(wait_secs: u64) -> Response {
+    let mut res = error_body(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+        "too many requests; slow down",
+    );
+    if let Ok(v) = HeaderValue::from_str(&wait_secs.max(1).to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
+}
+
 fn too_many_requests(err: GovernorError) -> Response {
     match err {
-        GovernorError::TooManyRequests { wait_time, .. } => {
-            let mut res = error_body(
-                StatusCode::TOO_MANY_REQUESTS,
-                "RATE_LIMITED",
-                "too many requests; slow down",
-            );
-            if let Ok(v) = HeaderValue::from_str(&wait_time.max(1).to_string()) {
-                res.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            res
-        }
+        GovernorError::TooManyRequests { wait_time, .. } => too_many(wait_time),
         _ => error_body(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL_SERVER_ERROR",

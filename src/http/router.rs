@@ -18,6 +18,8 @@ pub struct HttpState {
     pub ip_budget: middleware::IpBudget,
     /// Open WebSockets per user.
     pub sockets: std::sync::Arc<ws::SocketCounts>,
+    /// Turns true when the server shuts down (sockets close with 1012).
+    pub stop: watch::Receiver<bool>,
 }
 
 impl axum::extract::FromRef<HttpState> for AppState {
@@ -28,12 +30,13 @@ impl axum::extract::FromRef<HttpState> for AppState {
 
 pub fn router(state: AppState, schema: AppSchema, stop: watch::Receiver<bool>) -> Router {
     let settings = state.settings.clone();
-    let general = middleware::GeneralLimit::new(&settings, stop);
+    let general = middleware::GeneralLimit::new(&settings, stop.clone());
     let http = HttpState {
         state: state.clone(),
         schema: schema.clone(),
         ip_budget: general.budget(),
         sockets: Default::default(),
+        stop,
     };
 
     let mut api = Router::new()

@@ -9,7 +9,7 @@
 //!   from one peer address; beyond that a new connection is closed at once;
 //! - an accept error (out of descriptors) backs off instead of spinning;
 //! - on shutdown the listener closes, in-flight requests finish (30 s at
-//!   most), and upgraded WebSockets are told by their own handlers.
+//!   most); upgraded WebSockets close themselves with 1012 (`ws.rs`).
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -10,6 +10,7 @@
 //!   logout) or the token expired, and the database is asked every
 //!   [`RECHECK`]; a socket whose session ended is closed with 4403 and
 //!   receives nothing more (nor runs anything more);
+//! - on shutdown every socket is closed with 1012 (restarting);
 //! - each `subscribe` spends the client IP's HTTP-wide budget (refused
 //!   with a `RATE_LIMITED` error for that id), a duplicate id closes the
 //!   socket with 4409, and more than `WS_MAX_SUBSCRIPTIONS` live ones with
@@ -37,8 +38,12 @@ use crate::http::graphql::client_ip;
 use crate::http::router::HttpState;
 
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often an open socket asks the database whether its session stands.
-pub const RECHECK: Duration = Duration::from_secs(2);
+/// How often an open socket asks the database whether its session stands
+/// (changes made by this instance reach it at once; this is for the
+/// others'), staggered so sockets do not ask all at once.
+pub const RECHECK: Duration = Duration::from_secs(4);
+/// Replies a socket may have queued before it is closed as a flood.
+const QUEUED_REPLIES: usize = 32;
 pub const PING_EVERY: Duration = Duration::from_secs(30);
 
 /// Open sockets per user.
@@ -134,6 +139,7 @@ enum Closing {
     SessionEnded,
     DuplicateId,
     TooManySubscriptions,
+    Restarting,
 }
 
 impl Closing {
@@ -142,6 +148,7 @@ impl Closing {
             Closing::SessionEnded => (4403, "Forbidden: the session has ended"),
             Closing::DuplicateId => (4409, "Subscriber for this id already exists"),
             Closing::TooManySubscriptions => (4429, "Too many subscriptions"),
+            Closing::Restarting => (1012, "Server restarting"),
         };
         Message::Close(Some(CloseFrame {
             code,
@@ -170,21 +177,23 @@ fn admit(
     ids: &LiveIds,
     max_subscriptions: usize,
     budget_ok: impl FnOnce() -> bool,
-    control: &mpsc::UnboundedSender<Control>,
+    control: &mpsc::Sender<Control>,
 ) -> bool {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
         return true; // the protocol engine answers malformed messages
     };
     let id = v["id"].as_str().unwrap_or_default().to_string();
+    // `start` and `stop` are the older protocol's names, which the engine
+    // also takes.
     match v["type"].as_str() {
-        Some("subscribe") => {
+        Some("subscribe" | "start") => {
             let mut ids = live(ids);
             if ids.contains(&id) {
-                let _ = control.send(Control::Close(Closing::DuplicateId));
+                close_with(control, Closing::DuplicateId);
                 return false;
             }
             if ids.len() >= max_subscriptions {
-                let _ = control.send(Control::Close(Closing::TooManySubscriptions));
+                close_with(control, Closing::TooManySubscriptions);
                 return false;
             }
             if !budget_ok() {
@@ -196,18 +205,30 @@ fn admit(
                         "extensions": { "code": "RATE_LIMITED" }
                     }]
                 });
-                let _ = control.send(Control::Send(Message::Text(error.to_string().into())));
+                if control
+                    .try_send(Control::Send(Message::Text(error.to_string().into())))
+                    .is_err()
+                {
+                    // Refusals pile up faster than the client reads them.
+                    close_with(control, Closing::TooManySubscriptions);
+                }
                 return false;
             }
             ids.insert(id);
             true
         }
-        Some("complete") => {
+        Some("complete" | "stop") => {
             live(ids).remove(&id);
             true
         }
         _ => true,
     }
+}
+
+/// Asks the writer to close. A full queue means replies are already
+/// waiting unread; the reader ends, which ends the socket all the same.
+fn close_with(control: &mpsc::Sender<Control>, why: Closing) {
+    let _ = control.try_send(Control::Close(why));
 }
 
 /// The server finished an operation (`complete` or `error` for its id).
@@ -267,7 +288,7 @@ async fn serve(
     data.insert(Uncached);
 
     let ids: LiveIds = Arc::default();
-    let (control, mut controls) = mpsc::unbounded_channel::<Control>();
+    let (control, mut controls) = mpsc::channel::<Control>(QUEUED_REPLIES);
     let (mut sink, stream) = socket.split();
     let ended = |u: &CurrentUser| {
         ctx.revocations
@@ -290,26 +311,27 @@ async fn serve(
             .chain(stream)
             .take_while(|m| std::future::ready(m.is_ok()))
             .filter_map(move |m| {
-                let out = match m {
-                    Ok(Message::Text(t)) => {
-                        if ctx.revocations.is_revoked(
-                            &user.id,
-                            user.token_version,
-                            user.session_family.as_deref(),
-                        ) || chrono::Utc::now().timestamp() >= user.token_expires_at
-                        {
-                            let _ = control.send(Control::Close(Closing::SessionEnded));
-                            None
-                        } else if admit(&t, &ids, max, || ip.is_none_or(|ip| budget(ip)), &control)
-                        {
-                            Some(t.as_bytes().to_vec())
-                        } else {
-                            None
-                        }
-                    }
-                    Ok(Message::Binary(b)) => Some(b.to_vec()),
+                // Text and binary frames alike go through every check.
+                let text = match m {
+                    Ok(Message::Text(t)) => Some(t.to_string()),
+                    Ok(Message::Binary(b)) => String::from_utf8(b.to_vec()).ok(),
                     _ => None,
                 };
+                let out = text.and_then(|t| {
+                    if ctx.revocations.is_revoked(
+                        &user.id,
+                        user.token_version,
+                        user.session_family.as_deref(),
+                    ) || chrono::Utc::now().timestamp() >= user.token_expires_at
+                    {
+                        close_with(&control, Closing::SessionEnded);
+                        None
+                    } else if admit(&t, &ids, max, || ip.is_none_or(|ip| budget(ip)), &control) {
+                        Some(t.into_bytes())
+                    } else {
+                        None
+                    }
+                });
                 std::future::ready(out)
             })
     };
@@ -318,8 +340,9 @@ async fn serve(
         .on_connection_init(move |_| async move { Ok(data) })
         .keepalive_timeout(Duration::from_secs(60));
 
-    let mut recheck = tokio::time::interval(RECHECK);
-    recheck.tick().await;
+    let stagger = Duration::from_millis(rand::random_range(0..RECHECK.as_millis() as u64));
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + stagger, RECHECK);
+    let mut stop = http.stop.clone();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let mut revoked = ctx.revocations.subscribe();
@@ -377,6 +400,7 @@ async fn serve(
                 }
             }
             () = &mut expiry => break Some(Closing::SessionEnded),
+            _ = stop.changed() => break Some(Closing::Restarting),
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
                     break None;
@@ -397,7 +421,7 @@ mod tests {
     #[test]
     fn admitting_subscriptions() {
         let ids: LiveIds = Arc::default();
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(8);
         let sub =
             |id: &str| format!(r#"{{"id":"{id}","type":"subscribe","payload":{{"query":"x"}}}}"#);
         assert!(admit(&sub("1"), &ids, 2, || true, &tx));

@@ -133,7 +133,14 @@ async fn a_kill_in_the_middle_of_a_burst_loses_no_booking_or_payment() {
                     .unwrap_or_default();
                 let path = &url[url.find("/dev/").unwrap_or(0)..];
                 if n % 10 == 8 {
-                    continue; // left unpaid
+                    // Changed their mind before paying: the time is free again.
+                    let id = id.to_string();
+                    let _ = gql(
+                        "mutation($id: ID!) { cancelBooking(bookingId: $id, reason: \"Changed plans\") { id } }",
+                        json!({ "id": id }),
+                    )
+                    .await;
+                    continue;
                 }
                 let Ok(paid) = client.post(format!("{base}{path}")).send().await else {
                     return;
@@ -144,8 +151,14 @@ async fn a_kill_in_the_middle_of_a_burst_loses_no_booking_or_payment() {
             }
         }));
     }
-    // Let the burst run, then pull the plug.
+    // Let the burst run, then pull the plug while it is still going.
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let running = tasks.iter().filter(|t| !t.is_finished()).count();
+    assert_eq!(
+        running,
+        parents.len(),
+        "every parent is mid-burst at the kill"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     for t in tasks {

@@ -61,6 +61,14 @@ async fn list_sizes_count_toward_the_cost() {
         )
         .await;
     assert_eq!(code(&v), Some("BAD_USER_INPUT"), "{v}");
+    // A size left to the variable's default counts as that default.
+    let v = app
+        .gql(
+            "query($n: Int = 100) { searchCoaches(first: $n) { nodes { bio reviews(first: $n) { nodes { comment } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&v), Some("BAD_USER_INPUT"), "{v}");
     // A real page passes.
     let v = app
         .gql(
@@ -69,6 +77,26 @@ async fn list_sizes_count_toward_the_cost() {
         )
         .await;
     assert!(v["errors"].is_null(), "{v}");
+}
+
+#[tokio::test]
+async fn a_batch_spends_the_budget_per_operation() {
+    let app = spawn_app().await;
+    // A batch spends the HTTP-wide budget per operation.
+    let batch: Vec<Value> = (0..10)
+        .map(|_| json!({ "query": "{ markets { code } }" }))
+        .collect();
+    let mut refused = false;
+    for _ in 0..12 {
+        if app.post(Value::Array(batch.clone()), None).await.status() == 429 {
+            refused = true;
+            break;
+        }
+    }
+    assert!(
+        refused,
+        "120 operations in batches of 10 exceed 100 a minute"
+    );
 }
 
 /// The saved playground operations: the booking flow, a coach page, the

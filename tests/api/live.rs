@@ -394,6 +394,19 @@ async fn subscriptions_per_socket_and_ids_are_policed() {
         Some(CloseCode::Library(4409)),
         "a duplicate id"
     );
+    // The older protocol's `start`, and binary frames, are policed alike.
+    let mut ws = ready(&app, &parent).await;
+    let mut start = sub("b");
+    start["type"] = json!("start");
+    send(&mut ws, start.clone()).await;
+    ws.send(Message::binary(start.to_string().into_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(
+        closed_without_events(&mut ws, Duration::from_secs(5)).await,
+        Some(CloseCode::Library(4409)),
+        "a duplicate id by start and by a binary frame"
+    );
 
     // An id the server completed may be used again.
     let mut ws = ready(&app, &parent).await;

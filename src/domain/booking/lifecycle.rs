@@ -80,8 +80,13 @@ pub async fn book_hold(
         return Err(conflict("the hold has expired or was already used"));
     }
     let profile = coach::get(db, &hold.coach_id).await?;
-    // The consumer may have changed market since holding the slot.
-    if user.user.market_id.as_deref() != Some(profile.market_id.as_str()) {
+    // The consumer may have changed market since holding the slot (read
+    // now: a socket's signed-in user is as of when it connected).
+    let market_now = entity::users::Entity::find_by_id(user.id.clone())
+        .one(db)
+        .await?
+        .and_then(|u| u.market_id);
+    if market_now.as_deref() != Some(profile.market_id.as_str()) {
         return Err(AppError::bad_input(
             "holdId",
             "this coach is in another market than yours",

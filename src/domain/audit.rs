@@ -56,3 +56,11 @@ pub async fn record<C: ConnectionTrait>(db: &C, entry: Entry<'_>) -> AppResult<(
     .await?;
     Ok(())
 }
+
+/// Records an entry that is itself the whole change (a refused sign-in, a
+/// rate-limit hit), in a unit of work of its own.
+pub async fn record_alone(ctx: &crate::domain::DomainCtx, entry: Entry<'_>) -> AppResult<()> {
+    let uow = crate::domain::uow::UnitOfWork::begin(ctx).await?;
+    uow.audit(entry).await?;
+    uow.commit().await
+}

@@ -425,8 +425,8 @@ pub async fn login(
                 Some(u) if u.suspended_at.is_some() && password_ok => "suspended",
                 Some(_) => "wrong_password",
             };
-            audit::record(
-                db,
+            audit::record_alone(
+                ctx,
                 Entry {
                     action: action::LOGIN_FAILED,
                     actor_id: user.as_ref().map(|u| u.id.as_str()),

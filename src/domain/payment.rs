@@ -223,7 +223,10 @@ pub async fn start_checkout(
     m.provider_ref = Set(Some(checkout.provider_ref));
     m.checkout_url = Set(Some(checkout.url));
     m.updated_at = Set(Utc::now());
-    Ok(m.update(&ctx.db).await?)
+    let uow = UnitOfWork::begin(ctx).await?;
+    let stored = m.update(uow.db()).await?;
+    uow.commit().await?;
+    Ok(stored)
 }
 
 pub async fn find(db: &DatabaseConnection, payment_id: &str) -> AppResult<payments::Model> {
@@ -391,11 +394,8 @@ pub async fn decide_refund(
 /// Sends pending refunds to the provider (after their transaction
 /// committed). Safe to run concurrently and repeatedly: the refund id is the
 /// idempotency key and the row is marked sent conditionally.
-pub async fn execute_pending_refunds(
-    db: &DatabaseConnection,
-    provider: &dyn PaymentProvider,
-    only: Option<&str>,
-) -> AppResult<usize> {
+pub async fn execute_pending_refunds(ctx: &DomainCtx, only: Option<&str>) -> AppResult<usize> {
+    let (db, provider) = (&ctx.db, ctx.payments.as_ref());
     let mut q =
         refunds::Entity::find().filter(refunds::Column::Status.eq(RefundStatus::Pending.as_str()));
     if let Some(id) = only {
@@ -445,7 +445,10 @@ pub async fn execute_pending_refunds(
                 tracing::warn!(refund = %refund.id, error = %e, "refund not accepted yet; will retry")
             }
         }
-        update.exec(db).await?;
+        // The provider's answer, recorded in a unit of work of its own.
+        let uow = UnitOfWork::begin(ctx).await?;
+        update.exec(uow.db()).await?;
+        uow.commit().await?;
     }
     Ok(done)
 }

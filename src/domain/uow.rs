@@ -131,13 +131,12 @@ impl UnitOfWork {
             ctx.events.publish(BookingEvent { booking });
         }
         for id in effects.refunds {
-            if let Err(e) = crate::domain::payment::execute_pending_refunds(
-                &ctx.db,
-                ctx.payments.as_ref(),
+            // Boxed: recording the provider's answer runs a unit of work too.
+            let send = Box::pin(crate::domain::payment::execute_pending_refunds(
+                &ctx,
                 Some(&id),
-            )
-            .await
-            {
+            ));
+            if let Err(e) = send.await {
                 tracing::warn!(refund = %id, error = ?e, "refund will be retried by the worker");
             }
         }

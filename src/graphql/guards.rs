@@ -70,8 +70,8 @@ impl Guard for RateLimit {
             }
         }
         if let Some((retry_after_secs, bucket)) = refused {
-            audit::record(
-                &state.domain.db,
+            audit::record_alone(
+                &state.domain,
                 Entry {
                     action: action::RATE_LIMITED,
                     actor_id: None,

@@ -23,6 +23,6 @@ pub async fn sweep(ctx: &DomainCtx) -> AppResult<usize> {
     for b in lifecycle::unreported_ended(&ctx.db, now).await? {
         changed += usize::from(lifecycle::auto_complete(ctx, &b).await?);
     }
-    payment::execute_pending_refunds(&ctx.db, ctx.payments.as_ref(), None).await?;
+    payment::execute_pending_refunds(ctx, None).await?;
     Ok(changed)
 }

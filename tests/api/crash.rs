@@ -11,15 +11,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use crate::bookings::{BOOK, HOLD, at, consumer, iso, open_coach};
-use crate::helpers::{default_args, fresh_database, spawn_with_settings};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::helpers::{default_args, free_port, fresh_database, spawn_with_settings};
 
 /// The real binary on `url`, with the test's secret so tokens carry over.
 fn start(url: &str, port: u16, secret: &str) -> Child {

@@ -707,15 +707,19 @@ pub async fn create_admin(
     Ok(user)
 }
 
+/// Whether the token behind `user` has expired or its session was ended by
+/// this process: no database, so it can be asked before every message.
+pub fn session_ended_here(ctx: &DomainCtx, user: &CurrentUser) -> bool {
+    ctx.revocations
+        .is_revoked(&user.id, user.token_version, user.session_family.as_deref())
+        || Utc::now().timestamp() >= user.token_expires_at
+}
+
 /// Whether the token behind `user` still stands, as the database says now:
 /// the account, its session version, and (for tokens that name one) its
 /// session family not logged out. Open sockets ask this every few seconds.
 pub async fn still_signed_in(ctx: &DomainCtx, user: &CurrentUser) -> AppResult<bool> {
-    if ctx
-        .revocations
-        .is_revoked(&user.id, user.token_version, user.session_family.as_deref())
-        || Utc::now().timestamp() >= user.token_expires_at
-    {
+    if session_ended_here(ctx, user) {
         return Ok(false);
     }
     let Some(now) = users::Entity::find_by_id(user.id.clone())

@@ -31,7 +31,7 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
-use crate::domain::auth::{self, CurrentUser};
+use crate::domain::auth;
 use crate::graphql::loaders::{Loaders, Uncached};
 use crate::graphql::{AuthState, RequestCtx};
 use crate::http::graphql::client_ip;
@@ -290,11 +290,6 @@ async fn serve(
     let ids: LiveIds = Arc::default();
     let (control, mut controls) = mpsc::channel::<Control>(QUEUED_REPLIES);
     let (mut sink, stream) = socket.split();
-    let ended = |u: &CurrentUser| {
-        ctx.revocations
-            .is_revoked(&u.id, u.token_version, u.session_family.as_deref())
-            || chrono::Utc::now().timestamp() >= u.token_expires_at
-    };
 
     // Client -> engine: the init message we read, then the rest, each
     // admitted first. A message from an ended session runs nothing.
@@ -318,12 +313,7 @@ async fn serve(
                     _ => None,
                 };
                 let out = text.and_then(|t| {
-                    if ctx.revocations.is_revoked(
-                        &user.id,
-                        user.token_version,
-                        user.session_family.as_deref(),
-                    ) || chrono::Utc::now().timestamp() >= user.token_expires_at
-                    {
+                    if auth::session_ended_here(&ctx, &user) {
                         close_with(&control, Closing::SessionEnded);
                         None
                     } else if admit(&t, &ids, max, || ip.is_none_or(|ip| budget(ip)), &control) {
@@ -357,7 +347,7 @@ async fn serve(
         tokio::select! {
             out = engine.next() => match out {
                 Some(WsMessage::Text(t)) => {
-                    if ended(&user) {
+                    if auth::session_ended_here(&ctx, &user) {
                         break Some(Closing::SessionEnded);
                     }
                     note_finished(&t, &ids);
@@ -387,7 +377,7 @@ async fn serve(
                     // Missed some: look anyway.
                     Err(_) => true,
                 };
-                if mine && ended(&user) {
+                if mine && auth::session_ended_here(&ctx, &user) {
                     break Some(Closing::SessionEnded);
                 }
             }

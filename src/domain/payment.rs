@@ -124,6 +124,7 @@ impl ProviderKind {
 }
 
 pub struct CheckoutRequest<'a> {
+    /// Our payment id: the idempotency key of the checkout.
     pub payment_id: &'a str,
     pub amount_minor: i64,
     pub currency: &'a str,

@@ -826,3 +826,58 @@ async fn a_page_of_50_bookings_runs_as_few_statements_as_a_page_of_5() {
     assert!(counts[1] <= 7, "at most 7 statements, ran {}", counts[1]);
     println!("myBookings statements, 5 vs 50 bookings: {counts:?}");
 }
+
+/// The provider failing after the booking committed leaves a payment
+/// without a checkout; the sweep opens it again from the stored row.
+#[tokio::test]
+async fn a_checkout_that_failed_to_open_is_opened_again_by_the_sweep() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let (_, coach) = open_coach(&app, &admin, "coach@example.com").await;
+    let parent = consumer(&app, "parent@example.com").await;
+    let h = hold(&app, &parent, &coach, at(2, 9), 60).await;
+    let b = app
+        .gql_as(
+            Some(&parent),
+            BOOK,
+            json!({ "h": h["data"]["createHold"]["id"] }),
+        )
+        .await;
+    let id = b["data"]["bookHold"]["id"].as_str().unwrap().to_string();
+    let first_url = b["data"]["bookHold"]["payment"]["checkoutUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // As if the provider had failed: committed, no checkout, a minute ago.
+    app.state
+        .domain
+        .db
+        .execute_unprepared(&format!(
+            "UPDATE payments SET checkout_url = NULL, provider_ref = NULL, \
+             created_at = '{}' WHERE booking_id = '{id}'",
+            (Utc::now() - Duration::minutes(1)).format("%Y-%m-%d %H:%M:%S+00:00")
+        ))
+        .await
+        .unwrap();
+    let v = app.gql_as(Some(&parent), GET, json!({ "id": id })).await;
+    assert!(
+        v["data"]["booking"]["payment"]["checkoutUrl"].is_null(),
+        "{v}"
+    );
+    maestro_hub::domain::booking::sweep(&app.state.domain)
+        .await
+        .unwrap();
+    let v = app
+        .gql_as(
+            Some(&parent),
+            "query($id: ID!) { booking(id: $id) { payment { status checkoutUrl } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(v["data"]["booking"]["payment"]["status"], "PENDING", "{v}");
+    assert_eq!(
+        v["data"]["booking"]["payment"]["checkoutUrl"].as_str(),
+        Some(first_url.as_str()),
+        "the same checkout: the payment id is its key"
+    );
+}

@@ -165,17 +165,61 @@ pub async fn book_hold(
     uow.publish(booking.clone());
     uow.commit().await?;
 
-    let payment = payment::start_checkout(
-        ctx,
-        payment,
-        CheckoutTerms {
-            description: format!("{} min session with {}", minutes, profile.display_name),
-            destination_account: profile.stripe_account_id.as_deref(),
-            application_fee_minor: p.platform_fee_minor,
-        },
-    )
-    .await?;
+    // Should this fail, the payment stays PENDING without a checkout and
+    // the sweep opens it again (`reopen_checkouts`).
+    let payment = payment::start_checkout(ctx, payment, checkout_terms(&booking, &profile)).await?;
     Ok((booking, payment))
+}
+
+/// What a booking's checkout shows and where its money goes.
+fn checkout_terms<'a>(
+    booking: &bookings::Model,
+    profile: &'a entity::coach_profiles::Model,
+) -> CheckoutTerms<'a> {
+    CheckoutTerms {
+        description: format!(
+            "{} min session with {}",
+            (booking.end_at - booking.start_at).num_minutes(),
+            profile.display_name
+        ),
+        destination_account: profile.stripe_account_id.as_deref(),
+        application_fee_minor: booking.platform_fee_minor,
+    }
+}
+
+/// Bookings awaiting payment whose checkout was never opened (the
+/// provider failed after the booking committed) get it opened again from
+/// their stored payment, while the payment window is open. The payment id
+/// is the provider's idempotency key, so a checkout opened twice is one.
+pub async fn reopen_checkouts(ctx: &DomainCtx, now: DateTime<Utc>) -> AppResult<usize> {
+    let stale = payments::Entity::find()
+        .filter(payments::Column::Status.eq(payment::PaymentStatus::Pending.as_str()))
+        .filter(payments::Column::CheckoutUrl.is_null())
+        .filter(payments::Column::BookingId.is_not_null())
+        // Not one whose booking is opening it right now.
+        .filter(payments::Column::CreatedAt.lt(now - chrono::Duration::seconds(30)))
+        .limit(100)
+        .all(&ctx.db)
+        .await?;
+    let mut opened = 0;
+    for p in stale {
+        let Some(booking_id) = p.booking_id.clone() else {
+            continue;
+        };
+        let booking = load(&ctx.db, &booking_id).await?;
+        if status_of(&booking)? != BookingStatus::PendingPayment || booking.payment_deadline <= now
+        {
+            continue;
+        }
+        let profile = coach::get(&ctx.db, &booking.coach_id).await?;
+        match payment::start_checkout(ctx, p, checkout_terms(&booking, &profile)).await {
+            Ok(_) => opened += 1,
+            Err(e) => {
+                tracing::warn!(booking = %booking.id, error = ?e, "checkout still not opened")
+            }
+        }
+    }
+    Ok(opened)
 }
 
 async fn audit_booking(

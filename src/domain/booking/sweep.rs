@@ -11,7 +11,8 @@ use crate::error::AppResult;
 
 /// Lapsed holds become EXPIRED, unpaid bookings past their deadline
 /// CANCELLED, confirmed sessions nobody reported on COMPLETED 48 h after
-/// their end, and refunds the provider has not confirmed are sent again.
+/// their end; checkouts the provider failed to open and refunds it has not
+/// confirmed are sent again, from their stored rows.
 /// Each booking changes in its own unit of work, so its event reaches
 /// subscribers like any other change. Returns how many records changed.
 pub async fn sweep(ctx: &DomainCtx) -> AppResult<usize> {
@@ -23,6 +24,7 @@ pub async fn sweep(ctx: &DomainCtx) -> AppResult<usize> {
     for b in lifecycle::unreported_ended(&ctx.db, now).await? {
         changed += usize::from(lifecycle::auto_complete(ctx, &b).await?);
     }
+    lifecycle::reopen_checkouts(ctx, now).await?;
     payment::execute_pending_refunds(ctx, None).await?;
     Ok(changed)
 }

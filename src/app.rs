@@ -22,6 +22,7 @@ use crate::domain::review::ReviewCache;
 use crate::domain::{DomainCtx, Policy};
 use crate::events::InProcessBus;
 use crate::integrations::dev_payments::DevPaymentProvider;
+use crate::integrations::stripe::StripeProvider;
 use crate::metrics::Metrics;
 use crate::ratelimit::{InMemoryRateLimiter, RateLimiter};
 use crate::state::AppState;
@@ -47,16 +48,15 @@ pub async fn connect_and_migrate(settings: &Settings) -> Result<DatabaseConnecti
     Ok(db)
 }
 
-/// The payment provider for these settings: the development provider when
-/// no Stripe key is set (configuration refuses that in production). The
-/// Stripe provider is not part of this build yet, so a Stripe key is refused
-/// rather than silently ignored.
+/// The payment provider for these settings: Stripe when its key is set
+/// (in development too), otherwise the development provider
+/// (configuration refuses that in production).
 fn payment_provider(settings: &Settings) -> Result<Arc<dyn PaymentProvider>, StartError> {
-    if settings.stripe_secret_key.is_some() {
-        return Err(StartError::Other(
-            "STRIPE_SECRET_KEY is set, but this build has only the development payment provider"
-                .into(),
-        ));
+    if let Some(key) = &settings.stripe_secret_key {
+        let key = String::from_utf8_lossy(key.expose());
+        let stripe = StripeProvider::new(&key, &settings.stripe_api_base, settings.stripe_timeout)
+            .map_err(StartError::Other)?;
+        return Ok(Arc::new(stripe));
     }
     Ok(Arc::new(DevPaymentProvider::new(&settings.public_base_url)))
 }
@@ -89,6 +89,8 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
         platform_fee_bps: settings.platform_fee_bps,
         public_base_url: settings.public_base_url.clone(),
         booking_horizon: settings.limits.booking_horizon,
+        payouts_required: payments.kind() == crate::domain::payment::ProviderKind::Stripe,
+        reconcile_after: settings.payment_reconcile_after,
     };
     let domain = DomainCtx {
         db,

@@ -111,6 +111,40 @@ pub struct SettingsArgs {
         global = true
     )]
     pub stripe_webhook_secret: Option<String>,
+    /// The Connect endpoint's signing secret (`account.updated` from
+    /// connected accounts); either secret is accepted.
+    #[arg(
+        long,
+        env = "STRIPE_CONNECT_WEBHOOK_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub stripe_connect_webhook_secret: Option<String>,
+    #[arg(
+        long,
+        env = "STRIPE_API_BASE",
+        default_value = "https://api.stripe.com/",
+        global = true
+    )]
+    pub stripe_api_base: String,
+    /// Longest wait for one Stripe API call; a checkout that times out
+    /// answers PAYMENT_ERROR and a refund is retried.
+    #[arg(
+        long,
+        env = "STRIPE_TIMEOUT_SECONDS",
+        default_value_t = 15,
+        global = true
+    )]
+    pub stripe_timeout_seconds: u64,
+    /// A payment still pending this long after its checkout opened is
+    /// looked up at Stripe (a lost webhook).
+    #[arg(
+        long,
+        env = "PAYMENT_RECONCILE_AFTER_SECONDS",
+        default_value_t = 600,
+        global = true
+    )]
+    pub payment_reconcile_after_seconds: u64,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -249,6 +283,11 @@ pub struct Settings {
     pub database_max_connections: u32,
     pub stripe_secret_key: Option<Secret>,
     pub stripe_webhook_secret: Option<Secret>,
+    pub stripe_connect_webhook_secret: Option<Secret>,
+    /// With a trailing slash, as the Stripe client expects.
+    pub stripe_api_base: String,
+    pub stripe_timeout: Duration,
+    pub payment_reconcile_after: Duration,
     pub limits: Limits,
 }
 
@@ -305,6 +344,48 @@ pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Checks a JWT secret for production: long enough, not a template value,
 /// and not a trivially repetitive string.
+/// Stripe's keys, whenever one is set: a secret key needs its webhook
+/// secret (payments would never confirm without it), and each must look
+/// like what Stripe issues, so a placeholder or a swapped pair is caught
+/// at start rather than at the first payment.
+fn check_stripe(
+    key: Option<&Secret>,
+    webhook: Option<&Secret>,
+    connect: Option<&Secret>,
+) -> Vec<String> {
+    let text = |s: &Secret| String::from_utf8_lossy(s.expose()).into_owned();
+    let mut problems = Vec::new();
+    if let Some(key) = key.map(text) {
+        let ok_prefix = ["sk_live_", "sk_test_", "rk_live_", "rk_test_"]
+            .iter()
+            .any(|p| key.starts_with(p));
+        if !ok_prefix || key.len() < 24 {
+            problems.push(
+                "STRIPE_SECRET_KEY must be a Stripe secret or restricted key (sk_... or rk_...)"
+                    .into(),
+            );
+        }
+        if webhook.is_none() {
+            problems.push("STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY".into());
+        }
+    } else if webhook.is_some() || connect.is_some() {
+        problems.push("a Stripe webhook secret is set without STRIPE_SECRET_KEY".into());
+    }
+    for (name, s) in [
+        ("STRIPE_WEBHOOK_SECRET", webhook),
+        ("STRIPE_CONNECT_WEBHOOK_SECRET", connect),
+    ] {
+        if let Some(s) = s.map(text)
+            && (!s.starts_with("whsec_") || s.len() < 20)
+        {
+            problems.push(format!(
+                "{name} must be a webhook signing secret (whsec_...)"
+            ));
+        }
+    }
+    problems
+}
+
 pub fn check_jwt_secret(secret: &str) -> Result<(), String> {
     if secret.len() < MIN_SECRET_BYTES {
         return Err(format!(
@@ -497,10 +578,31 @@ impl Settings {
         };
         let stripe_secret_key = secret(args.stripe_secret_key);
         let stripe_webhook_secret = secret(args.stripe_webhook_secret);
+        let stripe_connect_webhook_secret = secret(args.stripe_connect_webhook_secret);
         if production && (stripe_secret_key.is_none() || stripe_webhook_secret.is_none()) {
             problems.push(
                 "STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET are required in production \
                  (the development payment provider is refused)"
+                    .into(),
+            );
+        }
+        problems.extend(check_stripe(
+            stripe_secret_key.as_ref(),
+            stripe_webhook_secret.as_ref(),
+            stripe_connect_webhook_secret.as_ref(),
+        ));
+        let mut stripe_api_base = args.stripe_api_base.trim().to_string();
+        if !(stripe_api_base.starts_with("https://")
+            || (!production && stripe_api_base.starts_with("http://")))
+        {
+            problems.push("STRIPE_API_BASE must be an https URL".into());
+        }
+        if !stripe_api_base.ends_with('/') {
+            stripe_api_base.push('/');
+        }
+        if args.stripe_timeout_seconds == 0 || args.payment_reconcile_after_seconds == 0 {
+            problems.push(
+                "STRIPE_TIMEOUT_SECONDS and PAYMENT_RECONCILE_AFTER_SECONDS must be greater than 0"
                     .into(),
             );
         }
@@ -527,6 +629,10 @@ impl Settings {
             database_max_connections: args.database_max_connections,
             stripe_secret_key,
             stripe_webhook_secret,
+            stripe_connect_webhook_secret,
+            stripe_api_base,
+            stripe_timeout: Duration::from_secs(args.stripe_timeout_seconds),
+            payment_reconcile_after: Duration::from_secs(args.payment_reconcile_after_seconds),
             limits,
         })
     }

@@ -27,10 +27,16 @@ pub struct Metrics {
     statements: IntGauge,
     index_loads: IntGaugeVec,
     index_listening: IntGauge,
+    webhooks: IntCounterVec,
     seen_operations: Mutex<HashSet<String>>,
 }
 
 impl Metrics {
+    /// Counts one payment webhook by its outcome (a fixed set of labels).
+    pub fn webhook(&self, outcome: &'static str) {
+        self.webhooks.with_label_values(&[outcome]).inc();
+    }
+
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("maestro".into()), None)?;
         let requests = IntCounterVec::new(
@@ -71,6 +77,14 @@ impl Metrics {
             "1 while other instances' listing changes are being received (PostgreSQL)",
         )?;
         registry.register(Box::new(index_listening.clone()))?;
+        let webhooks = IntCounterVec::new(
+            Opts::new(
+                "payment_webhooks_total",
+                "Payment provider webhooks by outcome (applied, duplicate, ignored, rejected, unreadable, failed)",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(webhooks.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -80,6 +94,7 @@ impl Metrics {
             statements,
             index_loads,
             index_listening,
+            webhooks,
             seen_operations: Mutex::new(HashSet::new()),
         })
     }

@@ -286,6 +286,7 @@ pub async fn seed_demo(
             rejection_reason: Set(None),
             payouts_enabled: Set(rng.random_bool(0.8)),
             stripe_account_id: Set(None),
+            payouts_updated_s: Set(0),
             rating_count: Set(count as i32),
             rating_sum: Set(sum),
             rating_score: Set(rating_score(count, sum)),

@@ -27,6 +27,9 @@ pub struct Model {
     pub rejection_reason: Option<String>,
     pub payouts_enabled: bool,
     pub stripe_account_id: Option<String>,
+    /// Creation time (Unix seconds) of the account state `payouts_enabled`
+    /// was set from.
+    pub payouts_updated_s: i64,
     /// Visible reviews and their rating total (kept with each review change).
     pub rating_count: i32,
     pub rating_sum: i64,

@@ -16,11 +16,24 @@ pub struct Model {
     pub status: String,
     pub amount_minor: i64,
     pub currency: String,
+    /// Refunds confirmed by the provider.
     pub refunded_minor: i64,
+    /// Refunds decided (sent or still to send, not failed): never more
+    /// than the amount paid.
+    pub refund_decided_minor: i64,
     /// Which provider handles it (`dev`, `stripe`).
     pub provider: String,
     pub provider_ref: Option<String>,
     pub checkout_url: Option<String>,
+    /// The provider's payment (Stripe: `pi_...`), known once paid.
+    pub provider_payment_intent: Option<String>,
+    /// The connected account a destination charge pays.
+    pub transfer_destination: Option<String>,
+    pub checkout_opened_at: Option<DateTimeUtc>,
+    /// When reconciliation looks at this pending payment next.
+    pub next_check_at: Option<DateTimeUtc>,
+    /// A chargeback is open (or was lost).
+    pub disputed: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -10,11 +10,16 @@ pub struct Model {
     pub id: String,
     pub payment_id: String,
     pub amount_minor: i64,
-    /// `PENDING`, `SUCCEEDED`, `FAILED`.
+    /// `PENDING` (to send), `SUBMITTED` (accepted, awaiting the provider's
+    /// confirmation), `SUCCEEDED`, `FAILED`.
     pub status: String,
     pub reason: String,
     pub provider_ref: Option<String>,
     pub attempts: i32,
+    /// When a PENDING refund is sent (again); also its claim.
+    pub next_attempt_at: Option<DateTimeUtc>,
+    /// The provider's last refusal, for admins (never a secret).
+    pub last_error: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -7,6 +7,7 @@ mod m20261121_000002_create_coaches;
 mod m20261122_000003_create_bookings;
 mod m20261122_000004_announce_listing_changes;
 mod m20261201_000005_generalise_payments;
+mod m20261201_000006_stripe_payments;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_create_bookings::Migration),
             Box::new(m20261122_000004_announce_listing_changes::Migration),
             Box::new(m20261201_000005_generalise_payments::Migration),
+            Box::new(m20261201_000006_stripe_payments::Migration),
         ]
     }
 }

@@ -27,7 +27,15 @@ pub mod action {
     pub const BOOKING_COMPLETED: &str = "booking.completed";
     pub const BOOKING_NO_SHOW: &str = "booking.no_show";
     pub const PAYMENT_SUCCEEDED: &str = "payment.succeeded";
+    pub const PAYMENT_FAILED: &str = "payment.failed";
+    pub const PAYMENT_DISPUTED: &str = "payment.disputed";
+    pub const PAYMENT_DISPUTE_CLOSED: &str = "payment.dispute_closed";
+    pub const PAYMENT_AMOUNT_MISMATCH: &str = "payment.amount_mismatch";
     pub const REFUND_CREATED: &str = "refund.created";
+    pub const REFUND_FAILED: &str = "refund.failed";
+    pub const PAYOUT_ONBOARDING_STARTED: &str = "payout.onboarding_started";
+    pub const PAYOUTS_CHANGED: &str = "payout.status_changed";
+    pub const CHECKOUT_FAILED: &str = "booking.checkout_failed";
 }
 
 /// One audit entry to write.

@@ -311,6 +311,7 @@ pub async fn upsert_profile(
                 rejection_reason: Set(None),
                 payouts_enabled: Set(false),
                 stripe_account_id: Set(None),
+                payouts_updated_s: Set(0),
                 rating_count: Set(0),
                 rating_sum: Set(0),
                 rating_score: Set(review::rating_score(0, 0)),

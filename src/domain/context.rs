@@ -27,6 +27,12 @@ pub struct Policy {
     pub public_base_url: String,
     /// Holds and slots start at most this far ahead (`BOOKING_HORIZON_DAYS`).
     pub booking_horizon: Duration,
+    /// Coaches take bookings only once they can be paid out (true with a
+    /// real payment provider; the development provider pays nobody).
+    pub payouts_required: bool,
+    /// A pending payment whose checkout opened this long ago is looked up
+    /// at the provider (`PAYMENT_RECONCILE_AFTER_SECONDS`).
+    pub reconcile_after: Duration,
 }
 
 impl Policy {

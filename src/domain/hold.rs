@@ -93,6 +93,12 @@ pub async fn create_hold(
             "this coach is in another market",
         ));
     }
+    if ctx.policy.payouts_required && !profile.payouts_enabled {
+        return Err(AppError::bad_input(
+            "coachId",
+            "this coach cannot take bookings until their payouts are set up",
+        ));
+    }
     let duration = u32::try_from(duration_minutes)
         .ok()
         .filter(|d| durations_of(&profile).contains(d))

@@ -13,6 +13,7 @@ pub mod context;
 pub mod hold;
 pub mod listing;
 pub mod payment;
+pub mod payout;
 pub mod reference;
 pub mod reservation;
 pub mod review;

@@ -36,6 +36,9 @@ pub struct Filter {
     pub market_code: Option<String>,
     pub min_rating: Option<f64>,
     pub max_hourly_rate_minor: Option<i64>,
+    /// Leave out coaches who cannot be paid yet (with a real payment
+    /// provider, a coach needs payouts to take bookings).
+    pub payouts_required: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -233,6 +236,7 @@ struct Matcher {
     text: Option<String>,
     min_rating_x100: Option<i64>,
     max_rate: Option<i64>,
+    payouts_required: bool,
 }
 
 impl Matcher {
@@ -301,11 +305,13 @@ impl Matcher {
             text,
             min_rating_x100,
             max_rate: filter.max_hourly_rate_minor,
+            payouts_required: filter.payouts_required,
         })
     }
 
     fn matches(&self, row: &ListingRow) -> bool {
         self.market_id.as_ref().is_none_or(|m| *m == row.market_id)
+            && (!self.payouts_required || row.profile.payouts_enabled)
             && self.category.is_none_or(|c| row.categories.contains(&c))
             && self.max_rate.is_none_or(|m| row.hourly_rate_minor <= m)
             && self.min_rating_x100.is_none_or(|min| {

@@ -183,6 +183,8 @@ mod tests {
                 platform_fee_bps: 1000,
                 public_base_url: "http://127.0.0.1:8080".into(),
                 booking_horizon: Duration::from_secs(180 * 86_400),
+                payouts_required: false,
+                reconcile_after: Duration::from_secs(600),
             }),
             db,
         }

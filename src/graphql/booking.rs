@@ -9,7 +9,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::domain::booking::{self as domain, BookingStatus as DomainStatus};
 use crate::domain::hold;
-use crate::domain::payment::PaymentStatus as DomainPaymentStatus;
+use crate::domain::payment::{PaymentStatus as DomainPaymentStatus, net_shares};
 use crate::domain::types::Role as DomainRole;
 use crate::graphql::CtxExt;
 use crate::graphql::coach::{Coach, Review, TotalCount};
@@ -18,6 +18,7 @@ use crate::graphql::loaders::{load_one, loaders};
 use crate::graphql::scalars::DateTime;
 use crate::graphql::types::{Money, User};
 use entity::{bookings, holds, payments};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 #[graphql(remote = "crate::domain::booking::BookingStatus")]
@@ -47,6 +48,18 @@ pub enum PaymentStatus {
     Failed,
     Refunded,
     PartiallyRefunded,
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::domain::payment::RefundStatus")]
+pub enum RefundStatus {
+    /// Decided; being sent to the payment provider (retried while it refuses).
+    Pending,
+    /// Accepted by the provider; its confirmation is awaited.
+    Submitted,
+    Succeeded,
+    /// Refused for good: an admin decides what to do.
+    Failed,
 }
 
 fn money(amount_minor: i64, currency: &str) -> Money {
@@ -108,8 +121,76 @@ impl Payment {
             .then_some(self.0.checkout_url.as_deref())
             .flatten()
     }
+    /// What the payment provider confirmed as refunded.
     async fn refunded_amount(&self) -> Money {
         money(self.0.refunded_minor, &self.0.currency)
+    }
+    /// A chargeback was opened and not (yet) won.
+    async fn disputed(&self) -> bool {
+        self.0.disputed
+    }
+    /// The refunds of this payment, oldest first.
+    async fn refunds(&self, ctx: &Context<'_>) -> Result<Vec<Refund>> {
+        let state = ctx.state()?;
+        let admin = ctx
+            .current_user()
+            .is_ok_and(|u| u.role == DomainRole::Admin);
+        let rows = entity::refunds::Entity::find()
+            .filter(entity::refunds::Column::PaymentId.eq(self.0.id.clone()))
+            .order_by_asc(entity::refunds::Column::CreatedAt)
+            .limit(100)
+            .all(&state.domain.db)
+            .await
+            .map_err(crate::error::AppError::from)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Refund {
+                model: r,
+                currency: self.0.currency.clone(),
+                admin,
+            })
+            .collect())
+    }
+}
+
+pub struct Refund {
+    model: entity::refunds::Model,
+    currency: String,
+    admin: bool,
+}
+
+#[Object]
+impl Refund {
+    async fn id(&self) -> ID {
+        ID(self.model.id.clone())
+    }
+    async fn amount(&self) -> Money {
+        money(self.model.amount_minor, &self.currency)
+    }
+    async fn status(&self) -> RefundStatus {
+        crate::domain::payment::RefundStatus::parse(&self.model.status)
+            .map_or(RefundStatus::Pending, Into::into)
+    }
+    async fn reason(&self) -> &str {
+        &self.model.reason
+    }
+    async fn created_at(&self) -> DateTime {
+        self.model.created_at.into()
+    }
+    async fn updated_at(&self) -> DateTime {
+        self.model.updated_at.into()
+    }
+    /// Attempts to send it so far (admins only).
+    async fn attempts(&self) -> Option<i32> {
+        self.admin.then_some(self.model.attempts)
+    }
+    /// The provider's last refusal (admins only).
+    async fn last_error(&self) -> Option<&str> {
+        if self.admin {
+            self.model.last_error.as_deref()
+        } else {
+            None
+        }
     }
 }
 
@@ -176,8 +257,19 @@ impl Booking {
     async fn cancellation_reason(&self) -> Option<&str> {
         self.0.cancellation_reason.as_deref()
     }
+    /// Refunds decided for this booking (sent or on their way).
     async fn refunded_amount(&self) -> Money {
         money(self.0.refunded_minor, &self.0.currency)
+    }
+    /// The coach's share after refunds (the transfer is reversed in
+    /// proportion); zero until paid.
+    async fn coach_payout_net(&self, ctx: &Context<'_>) -> Result<Money> {
+        Ok(money(self.net(ctx).await?.0, &self.0.currency))
+    }
+    /// The platform's share after refunds (its fee is refunded in
+    /// proportion); zero until paid.
+    async fn platform_fee_net(&self, ctx: &Context<'_>) -> Result<Money> {
+        Ok(money(self.net(ctx).await?.1, &self.0.currency))
     }
     async fn payment_deadline(&self) -> DateTime {
         self.0.payment_deadline.into()
@@ -187,6 +279,22 @@ impl Booking {
     }
     async fn updated_at(&self) -> DateTime {
         self.0.updated_at.into()
+    }
+}
+
+impl Booking {
+    async fn net(&self, ctx: &Context<'_>) -> Result<(i64, i64)> {
+        let payment = load_one(ctx, &loaders(ctx)?.booking_payments, self.0.id.clone())
+            .await?
+            .flatten();
+        Ok(match payment {
+            Some(p) if DomainPaymentStatus::of(&p).is_paid() => net_shares(
+                p.amount_minor,
+                self.0.platform_fee_minor,
+                Ord::max(p.refunded_minor, p.refund_decided_minor),
+            ),
+            _ => (0, 0),
+        })
     }
 }
 
@@ -303,6 +411,34 @@ impl BookingMutation {
         Ok(Booking(
             domain::cancel(&state.domain, ctx.current_user()?, &booking_id, &reason).await?,
         ))
+    }
+
+    /// Refunds part or all of what remains of the booking's payment.
+    #[graphql(guard = "RoleGuard::Only(DomainRole::Admin)")]
+    async fn refund_booking(
+        &self,
+        ctx: &Context<'_>,
+        booking_id: ID,
+        amount_minor: i64,
+    ) -> Result<Booking> {
+        let state = ctx.state()?;
+        Ok(Booking(
+            domain::admin_refund(
+                &state.domain,
+                ctx.current_user()?,
+                &booking_id,
+                amount_minor,
+            )
+            .await?,
+        ))
+    }
+
+    /// A fresh link to the coach's payout onboarding at the payment
+    /// provider; the payout account is created on the first call.
+    #[graphql(guard = "RoleGuard::Only(DomainRole::Coach)")]
+    async fn start_payout_onboarding(&self, ctx: &Context<'_>) -> Result<String> {
+        let state = ctx.state()?;
+        Ok(crate::domain::payout::start_onboarding(&state.domain, ctx.current_user()?).await?)
     }
 
     #[graphql(guard = "RoleGuard::Only(DomainRole::Coach)")]

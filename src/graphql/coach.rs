@@ -440,6 +440,7 @@ impl CoachQuery {
             market_code: f.market_code,
             min_rating: f.min_rating,
             max_hourly_rate_minor: f.max_hourly_rate_minor,
+            payouts_required: state.domain.policy.payouts_required,
         };
         let has_previous = after.is_some();
         let mut page = search::search(

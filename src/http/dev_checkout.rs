@@ -1,11 +1,12 @@
-//! The development payment provider's checkout page: a plain form whose
-//! button completes the payment. Mounted only with the development provider
+//! The development payment provider's pages: checkout, a plain form whose
+//! button completes the payment, and payout onboarding. Mounted only with the development provider
 //! (never in production).
 
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::domain::payment::events::{self, Applied, ProviderEvent};
 use crate::domain::payment::{self, PaymentStatus};
 use crate::error::AppError;
 use crate::state::AppState;
@@ -82,6 +83,49 @@ pub async fn pay(State(state): State<AppState>, Path(payment_id): Path<String>) 
         }
         Err(e) => {
             tracing::error!(error = ?e, "dev checkout failed");
+            html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "<h1>Something went wrong</h1>".into(),
+            )
+        }
+    }
+}
+
+/// The development provider's payout onboarding: one button that reports
+/// the account ready, through the same path as a provider's report.
+pub async fn payouts_page(Path(account): Path<String>) -> Response {
+    html(
+        StatusCode::OK,
+        format!(
+            "<h1>Test payout onboarding</h1><p>Development payment provider: no money moves.</p>\
+             <form method=\"post\" action=\"/dev/payouts/{a}\"><button type=\"submit\">Enable payouts</button></form>",
+            a = escape(&account)
+        ),
+    )
+}
+
+pub async fn payouts_enable(
+    State(state): State<AppState>,
+    Path(account): Path<String>,
+) -> Response {
+    if account.len() > 100 {
+        return html(StatusCode::NOT_FOUND, "<h1>No such account</h1>".into());
+    }
+    let event = ProviderEvent::PayoutAccount {
+        account: account.clone(),
+        charges_enabled: true,
+        payouts_enabled: true,
+        at: chrono::Utc::now().timestamp(),
+    };
+    let key = format!("dev:{account}:{}", uuid::Uuid::now_v7());
+    match events::apply(&state.domain, &key, "account.updated", event).await {
+        Ok(Applied::Done) => html(
+            StatusCode::OK,
+            "<h1>Payouts enabled</h1><p>You can return to the app.</p>".into(),
+        ),
+        Ok(_) => html(StatusCode::NOT_FOUND, "<h1>No such account</h1>".into()),
+        Err(e) => {
+            tracing::error!(error = ?e, "dev payout onboarding failed");
             html(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "<h1>Something went wrong</h1>".into(),

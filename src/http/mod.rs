@@ -8,4 +8,5 @@ pub mod middleware;
 pub mod playground;
 pub mod router;
 pub mod server;
+pub mod webhooks;
 pub mod ws;

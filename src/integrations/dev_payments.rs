@@ -1,9 +1,11 @@
 //! The development payment provider: checkout is a local page
 //! (`/dev/checkout/{paymentId}`) whose form completes the payment; refunds
-//! succeed at once. Configuration refuses it in production.
+//! succeed at once; payout onboarding is a local page too
+//! (`/dev/payouts/{account}`). Configuration refuses it in production.
 
 use crate::domain::payment::{
-    Checkout, CheckoutRequest, PaymentProvider, ProviderError, ProviderKind, RefundRequest,
+    Checkout, CheckoutRequest, CheckoutState, PaymentProvider, ProviderError, ProviderKind,
+    RefundOutcome, RefundRequest,
 };
 
 pub struct DevPaymentProvider {
@@ -31,7 +33,32 @@ impl PaymentProvider for DevPaymentProvider {
         })
     }
 
-    async fn refund(&self, req: RefundRequest<'_>) -> Result<String, ProviderError> {
-        Ok(format!("dev_re_{}", req.refund_id))
+    async fn checkout_state(&self, _: &str) -> Result<Option<CheckoutState>, ProviderError> {
+        Ok(None)
+    }
+
+    async fn refund(&self, req: RefundRequest<'_>) -> Result<RefundOutcome, ProviderError> {
+        Ok(RefundOutcome::Succeeded(format!(
+            "dev_re_{}",
+            req.refund_id
+        )))
+    }
+
+    async fn create_payout_account(
+        &self,
+        coach_id: &str,
+        _email: &str,
+        _country: &str,
+    ) -> Result<String, ProviderError> {
+        Ok(format!("acct_dev_{}", coach_id.replace('-', "")))
+    }
+
+    async fn payout_onboarding_link(
+        &self,
+        account: &str,
+        _refresh_url: &str,
+        _return_url: &str,
+    ) -> Result<String, ProviderError> {
+        Ok(format!("{}/dev/payouts/{account}", self.public_base_url))
     }
 }

@@ -1,5 +1,6 @@
 //! Clients of the outside world, each behind a domain seam: payment
-//! providers (the development provider here; Stripe next), and later the
-//! email service.
+//! providers (Stripe, and the development provider for keyless
+//! development), and later the email service.
 
 pub mod dev_payments;
+pub mod stripe;

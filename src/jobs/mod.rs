@@ -38,7 +38,8 @@ async fn bookings(state: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 /// Forgets idle rate-limit keys and deletes refresh tokens that expired
-/// long ago (a spent token is kept until then, to detect reuse).
+/// long ago (a spent token is kept until then, to detect reuse), and
+/// webhook event ids older than any redelivery.
 async fn housekeeping(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -50,6 +51,10 @@ async fn housekeeping(state: AppState, mut stop: watch::Receiver<bool>) {
         state.domain.revocations.prune();
         if let Err(err) = crate::domain::auth::purge_expired_sessions(&state.domain).await {
             tracing::warn!(error = ?err, "could not purge expired sessions");
+        }
+        let now = chrono::Utc::now();
+        if let Err(err) = crate::domain::payment::events::prune_events(&state.domain, now).await {
+            tracing::warn!(error = ?err, "could not prune old webhook event ids");
         }
     }
 }

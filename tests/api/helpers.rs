@@ -60,6 +60,10 @@ pub fn default_args(database_url: &str) -> SettingsArgs {
         database_max_connections: 10,
         stripe_secret_key: None,
         stripe_webhook_secret: None,
+        stripe_connect_webhook_secret: None,
+        stripe_api_base: "https://api.stripe.com/".into(),
+        stripe_timeout_seconds: 15,
+        payment_reconcile_after_seconds: 600,
         limits: maestro_hub::config::LimitArgs::defaults(),
     }
 }

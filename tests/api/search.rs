@@ -83,6 +83,7 @@ async fn insert(app: &TestApp, s: Spec) -> String {
         rejection_reason: Set(None),
         payouts_enabled: Set(true),
         stripe_account_id: Set(None),
+        payouts_updated_s: Set(0),
         rating_count: Set(0),
         rating_sum: Set(0),
         rating_score: Set(maestro_hub::domain::review::rating_score(0, 0)),

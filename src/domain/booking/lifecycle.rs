@@ -76,6 +76,8 @@ pub async fn book_hold(
         return Err(AppError::NotFound("package purchase"));
     }
     let now = Utc::now();
+    // Booked already (a client retrying) is a conflict: one hold makes one
+    // booking with one checkout.
     if hold::status_at(&hold, now) != HoldStatus::Active {
         return Err(conflict("the hold has expired or was already used"));
     }
@@ -92,6 +94,12 @@ pub async fn book_hold(
             "this coach is in another market than yours",
         ));
     }
+    if ctx.policy.payouts_required && !profile.payouts_enabled {
+        return Err(AppError::bad_input(
+            "holdId",
+            "this coach cannot take bookings until their payouts are set up",
+        ));
+    }
     let minutes = (hold.end_at - hold.start_at).num_minutes();
     let p = policy::price(
         profile.hourly_rate_minor,
@@ -100,7 +108,7 @@ pub async fn book_hold(
     );
     let deadline = now + PAYMENT_WINDOW;
 
-    let mut uow = UnitOfWork::begin(ctx).await?;
+    let uow = UnitOfWork::begin(ctx).await?;
     if !hold::take_active(uow.db(), &hold.id, HoldStatus::Converted, now).await? {
         return Err(conflict("the hold has expired or was already used"));
     }
@@ -146,12 +154,18 @@ pub async fn book_hold(
     }
     .insert(uow.db())
     .await?;
+    let destination = if ctx.policy.payouts_required {
+        profile.stripe_account_id.as_deref()
+    } else {
+        None
+    };
     let payment = payment::create_pending(
         ctx,
         &uow,
         Purpose::Booking(booking.id.clone()),
         p.price_minor,
         &profile.currency,
+        destination,
     )
     .await?;
     audit_booking(
@@ -162,28 +176,123 @@ pub async fn book_hold(
         None,
     )
     .await?;
-    uow.publish(booking.clone());
     uow.commit().await?;
 
-    // Should this fail, the payment stays PENDING without a checkout and
-    // the sweep opens it again (`reopen_checkouts`).
-    let payment = payment::start_checkout(ctx, payment, checkout_terms(&booking, &profile)).await?;
-    Ok((booking, payment))
+    // The provider is called only once the booking holds the time. Should
+    // it fail, the attempt is undone and the hold is bookable again; should
+    // the process stop right here, the sweep opens the checkout from the
+    // stored payment (`reopen_checkouts`) or lets the booking lapse.
+    match payment::start_checkout(ctx, payment.clone(), checkout_terms(&booking, &profile)).await {
+        Ok(payment) => {
+            // Announced once there is something to pay.
+            ctx.events.publish(crate::events::BookingEvent {
+                booking: booking.clone(),
+            });
+            Ok((booking, payment))
+        }
+        Err(e) => {
+            if let Some(opened) = undo_unopened(ctx, &booking, &payment, &hold).await? {
+                return Ok(opened);
+            }
+            Err(e)
+        }
+    }
 }
 
-/// What a booking's checkout shows and where its money goes.
-fn checkout_terms<'a>(
+/// The booking made from this hold, still awaiting payment, with its open
+/// checkout.
+async fn booked_from(
+    db: &DatabaseConnection,
+    hold_id: &str,
+) -> AppResult<Option<(bookings::Model, payments::Model)>> {
+    let Some(booking) = bookings::Entity::find()
+        .filter(bookings::Column::HoldId.eq(hold_id))
+        .filter(bookings::Column::Status.eq(BookingStatus::PendingPayment.as_str()))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    match payment::of_booking(db, &booking.id).await? {
+        Some(p) if p.checkout_url.is_some() => Ok(Some((booking, p))),
+        Some(_) => Err(conflict(
+            "this booking's checkout is being opened; try again in a moment",
+        )),
+        None => Ok(None),
+    }
+}
+
+/// A booking whose checkout could not be opened is taken back in one unit
+/// of work: its payment and the booking go, the time returns to the hold,
+/// which is active again until its own expiry. If the checkout was opened
+/// meanwhile (a retry won the race), that one is kept and returned.
+async fn undo_unopened(
+    ctx: &DomainCtx,
     booking: &bookings::Model,
-    profile: &'a entity::coach_profiles::Model,
-) -> CheckoutTerms<'a> {
+    payment: &payments::Model,
+    hold: &entity::holds::Model,
+) -> AppResult<Option<(bookings::Model, payments::Model)>> {
+    let uow = UnitOfWork::begin(ctx).await?;
+    let removed = payments::Entity::delete_many()
+        .filter(payments::Column::Id.eq(payment.id.clone()))
+        .filter(payments::Column::CheckoutUrl.is_null())
+        .filter(payments::Column::Status.eq(payment::PaymentStatus::Pending.as_str()))
+        .exec(uow.db())
+        .await?;
+    if removed.rows_affected != 1 {
+        drop(uow);
+        return booked_from(&ctx.db, &hold.id).await;
+    }
+    reservations::Entity::update_many()
+        .col_expr(
+            reservations::Column::BookingId,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            reservations::Column::LiveUntilS,
+            Expr::value(hold.expires_at.timestamp()),
+        )
+        .filter(reservations::Column::BookingId.eq(booking.id.clone()))
+        .exec(uow.db())
+        .await?;
+    entity::holds::Entity::update_many()
+        .col_expr(
+            entity::holds::Column::Status,
+            Expr::value(HoldStatus::Active.as_str()),
+        )
+        .filter(entity::holds::Column::Id.eq(hold.id.clone()))
+        .filter(entity::holds::Column::Status.eq(HoldStatus::Converted.as_str()))
+        .exec(uow.db())
+        .await?;
+    bookings::Entity::delete_many()
+        .filter(bookings::Column::Id.eq(booking.id.clone()))
+        .exec(uow.db())
+        .await?;
+    audit_booking(
+        &uow,
+        action::CHECKOUT_FAILED,
+        Some(&booking.consumer_id),
+        &booking.id,
+        Some(serde_json::json!({ "hold": hold.id })),
+    )
+    .await?;
+    uow.commit().await?;
+    Ok(None)
+}
+
+/// What a booking's checkout shows and when it closes.
+fn checkout_terms(
+    booking: &bookings::Model,
+    profile: &entity::coach_profiles::Model,
+) -> CheckoutTerms {
     CheckoutTerms {
         description: format!(
             "{} min session with {}",
             (booking.end_at - booking.start_at).num_minutes(),
             profile.display_name
         ),
-        destination_account: profile.stripe_account_id.as_deref(),
         application_fee_minor: booking.platform_fee_minor,
+        expires_at: booking.payment_deadline,
     }
 }
 
@@ -213,7 +322,10 @@ pub async fn reopen_checkouts(ctx: &DomainCtx, now: DateTime<Utc>) -> AppResult<
         }
         let profile = coach::get(&ctx.db, &booking.coach_id).await?;
         match payment::start_checkout(ctx, p, checkout_terms(&booking, &profile)).await {
-            Ok(_) => opened += 1,
+            Ok(_) => {
+                ctx.events.publish(crate::events::BookingEvent { booking });
+                opened += 1
+            }
             Err(e) => {
                 tracing::warn!(booking = %booking.id, error = ?e, "checkout still not opened")
             }
@@ -363,6 +475,43 @@ pub async fn add_refunded(
         Some(serde_json::json!({ "amountMinor": amount_minor })),
     )
     .await
+}
+
+/// An admin's refund of part or all of what remains of a booking's
+/// payment; the booking's status stays as it is.
+pub async fn admin_refund(
+    ctx: &DomainCtx,
+    admin: &CurrentUser,
+    booking_id: &str,
+    amount_minor: i64,
+) -> AppResult<bookings::Model> {
+    if admin.role != Role::Admin {
+        return Err(AppError::Forbidden("only admins refund"));
+    }
+    let booking = get_for(&ctx.db, admin, booking_id).await?;
+    if amount_minor <= 0 {
+        return Err(AppError::bad_input("amountMinor", "must be greater than 0"));
+    }
+    let mut uow = UnitOfWork::begin(ctx).await?;
+    let payment = payment::of_booking(uow.db(), &booking.id)
+        .await?
+        .ok_or_else(|| AppError::bad_input("bookingId", "this booking has no payment"))?;
+    let payment = payment::lock(uow.db(), &payment.id)
+        .await?
+        .ok_or(AppError::NotFound("payment"))?;
+    let remaining = payment::refund::refundable(&payment);
+    if amount_minor > remaining {
+        return Err(AppError::bad_input(
+            "amountMinor",
+            format!("at most {remaining} (minor units) remains to refund"),
+        ));
+    }
+    payment::decide_refund(&mut uow, &payment, amount_minor, "admin refund").await?;
+    add_refunded(&uow, &booking.id, amount_minor, Some(&admin.id)).await?;
+    publish_current(&mut uow, &booking.id).await?;
+    let updated = load(uow.db(), &booking.id).await?;
+    uow.commit().await?;
+    Ok(updated)
 }
 
 /// The booking if `user` takes part in it (or is an admin); NOT_FOUND
@@ -579,14 +728,30 @@ pub async fn report_no_show(
 /// it was paid or cancelled meanwhile.
 pub async fn lapse_unpaid(ctx: &DomainCtx, booking: &bookings::Model) -> AppResult<bool> {
     let mut uow = UnitOfWork::begin(ctx).await?;
-    let moved = move_status(uow.db(), booking, Event::PaymentExpired, |u| {
+    if !lapse_in(&uow, &booking.id, "payment was not completed in time").await? {
+        return Ok(false);
+    }
+    publish_current(&mut uow, &booking.id).await?;
+    uow.commit().await?;
+    Ok(true)
+}
+
+/// Inside a unit of work: a booking still awaiting payment is cancelled by
+/// the system, its time freed at once and its pending payment FAILED.
+/// False when it was no longer awaiting payment.
+pub async fn lapse_in(uow: &UnitOfWork, booking_id: &str, reason: &str) -> AppResult<bool> {
+    let booking = load(uow.db(), booking_id).await?;
+    if booking.status != BookingStatus::PendingPayment.as_str() {
+        return Ok(false);
+    }
+    let moved = move_status(uow.db(), &booking, Event::PaymentExpired, |u| {
         u.col_expr(
             bookings::Column::CancelledBy,
             Expr::value(CancelledBy::System.as_str()),
         )
         .col_expr(
             bookings::Column::CancellationReason,
-            Expr::value("payment was not completed in time"),
+            Expr::value(reason.to_string()),
         )
     })
     .await;
@@ -597,17 +762,15 @@ pub async fn lapse_unpaid(ctx: &DomainCtx, booking: &bookings::Model) -> AppResu
         Err(e) => return Err(e),
     }
     reservation::free_for_booking(uow.db(), &booking.id).await?;
-    payment::fail_pending_of_booking(&uow, &booking.id).await?;
+    payment::fail_pending_of_booking(uow, &booking.id).await?;
     audit_booking(
-        &uow,
+        uow,
         action::BOOKING_CANCELLED,
         None,
         &booking.id,
-        Some(serde_json::json!({ "reason": "payment_timeout" })),
+        Some(serde_json::json!({ "reason": reason })),
     )
     .await?;
-    publish_current(&mut uow, &booking.id).await?;
-    uow.commit().await?;
     Ok(true)
 }
 

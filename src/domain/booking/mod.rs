@@ -10,8 +10,8 @@ pub mod status;
 pub mod sweep;
 
 pub use lifecycle::{
-    BookingPage, CancelledBy, PaidOutcome, add_refunded, book_hold, cancel, complete, confirm_paid,
-    get_for, my_bookings, publish_current, report_no_show,
+    BookingPage, CancelledBy, PaidOutcome, add_refunded, admin_refund, book_hold, cancel, complete,
+    confirm_paid, get_for, lapse_in, my_bookings, publish_current, report_no_show,
 };
 pub use status::{BookingStatus, Event};
 pub use sweep::sweep;

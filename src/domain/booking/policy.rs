@@ -4,8 +4,11 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::booking::status::Event;
 
-/// How long a checkout stays open (Stripe's minimum session lifetime).
-pub const PAYMENT_WINDOW: Duration = Duration::minutes(30);
+/// How long a checkout stays open: the booking's payment deadline, and
+/// the provider's session expiry. Stripe takes 30 minutes to 24 hours from
+/// when the session is created, so the window leaves room for a session
+/// opened again a few minutes late (`reopen_checkouts`).
+pub const PAYMENT_WINDOW: Duration = Duration::minutes(40);
 /// Confirmed sessions nobody reports on are completed this long after the end.
 pub const AUTO_COMPLETE_AFTER: Duration = Duration::hours(48);
 /// A consumer cancelling at least this long before the start gets a full refund.

@@ -12,7 +12,8 @@ use crate::error::AppResult;
 /// Lapsed holds become EXPIRED, unpaid bookings past their deadline
 /// CANCELLED, confirmed sessions nobody reported on COMPLETED 48 h after
 /// their end; checkouts the provider failed to open and refunds it has not
-/// confirmed are sent again, from their stored rows.
+/// confirmed are sent again, from their stored rows; payments whose webhook
+/// never came are looked up at the provider.
 /// Each booking changes in its own unit of work, so its event reaches
 /// subscribers like any other change. Returns how many records changed.
 pub async fn sweep(ctx: &DomainCtx) -> AppResult<usize> {
@@ -26,5 +27,6 @@ pub async fn sweep(ctx: &DomainCtx) -> AppResult<usize> {
     }
     lifecycle::reopen_checkouts(ctx, now).await?;
     payment::execute_pending_refunds(ctx, None).await?;
+    payment::events::reconcile(ctx, now).await?;
     Ok(changed)
 }

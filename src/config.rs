@@ -342,8 +342,6 @@ const PLACEHOLDER_SECRETS: &[&str] = &[
 
 pub const MIN_SECRET_BYTES: usize = 32;
 
-/// Checks a JWT secret for production: long enough, not a template value,
-/// and not a trivially repetitive string.
 /// Stripe's keys, whenever one is set: a secret key needs its webhook
 /// secret (payments would never confirm without it), and each must look
 /// like what Stripe issues, so a placeholder or a swapped pair is caught
@@ -386,6 +384,8 @@ fn check_stripe(
     problems
 }
 
+/// Checks a JWT secret for production: long enough, not a template value,
+/// and not a trivially repetitive string.
 pub fn check_jwt_secret(secret: &str) -> Result<(), String> {
     if secret.len() < MIN_SECRET_BYTES {
         return Err(format!(
@@ -592,7 +592,13 @@ impl Settings {
             stripe_connect_webhook_secret.as_ref(),
         ));
         let mut stripe_api_base = args.stripe_api_base.trim().to_string();
+        // Plain http only outside production, or to this machine (a local
+        // Stripe mock or egress proxy): keys never cross a network in clear.
+        let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
+            .iter()
+            .any(|p| stripe_api_base.starts_with(p));
         if !(stripe_api_base.starts_with("https://")
+            || loopback
             || (!production && stripe_api_base.starts_with("http://")))
         {
             problems.push("STRIPE_API_BASE must be an https URL".into());
@@ -645,6 +651,29 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stripe_settings_are_checked_together() {
+        let s = |v: &str| Secret(v.as_bytes().to_vec());
+        let (key, hook) = (
+            s("sk_test_0123456789abcdefghijkl"),
+            s("whsec_0123456789abcdefghij"),
+        );
+        assert!(check_stripe(Some(&key), Some(&hook), None).is_empty());
+        assert!(check_stripe(None, None, None).is_empty());
+        let missing = check_stripe(Some(&key), None, None).join(";");
+        assert!(missing.contains("STRIPE_WEBHOOK_SECRET"), "{missing}");
+        let swapped = check_stripe(Some(&hook), Some(&key), None).join(";");
+        assert!(
+            swapped.contains("STRIPE_SECRET_KEY") && swapped.contains("STRIPE_WEBHOOK_SECRET"),
+            "{swapped}"
+        );
+        assert!(
+            !check_stripe(Some(&s("pk_live_0123456789abcdefghij")), Some(&hook), None).is_empty()
+        );
+        assert!(!check_stripe(None, Some(&hook), None).is_empty());
+        assert!(!check_stripe(Some(&key), Some(&hook), Some(&s("changeme"))).is_empty());
+    }
 
     #[test]
     fn secrets_are_checked() {

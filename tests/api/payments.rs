@@ -888,3 +888,116 @@ async fn disputes_are_recorded_visible_and_never_reopened_by_a_late_event() {
     );
     assert_eq!(app.audit_count("payment.dispute_closed").await, 1);
 }
+
+#[tokio::test]
+async fn production_starts_with_stripe_keys_and_takes_signed_webhooks() {
+    let (database_url, _tmp) = crate::helpers::fresh_database().await;
+    if !database_url.starts_with("postgres") {
+        crate::helpers::skip(
+            "production_starts_with_stripe_keys_and_takes_signed_webhooks",
+            "production runs on PostgreSQL only",
+        );
+        return;
+    }
+    let stripe = FakeStripe::start().await;
+    let port = crate::helpers::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_maestro-hub"))
+        .arg("serve")
+        .env_clear()
+        .env("APP_ENV", "production")
+        .env("DATABASE_URL", &database_url)
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("JWT_SECRET", crate::helpers::random_secret())
+        .env("CORS_ALLOWED_ORIGINS", "https://app.maestrohub.example")
+        .env("PUBLIC_BASE_URL", "https://maestrohub.example")
+        .env("STRIPE_SECRET_KEY", fake_stripe::SECRET_KEY)
+        .env("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("STRIPE_API_BASE", format!("{}/", stripe.base))
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..300 {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let post = |payload: String, sig: Option<String>| {
+        let mut req = client.post(format!("{base}/webhooks/stripe")).body(payload);
+        if let Some(s) = sig {
+            req = req.header("Stripe-Signature", s);
+        }
+        req.send()
+    };
+    let payload = event(
+        "evt_prod",
+        "account.updated",
+        fake_stripe::account("acct_x", true),
+    );
+    let unsigned = post(payload.clone(), None)
+        .await
+        .map(|r| r.status().as_u16());
+    let sig = sign(&payload, WEBHOOK_SECRET, Utc::now().timestamp());
+    let signed = post(payload, Some(sig)).await.map(|r| r.status().as_u16());
+    // No development checkout in production.
+    let dev = client
+        .get(format!("{base}/dev/checkout/x"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ready, "production did not start with valid Stripe settings");
+    assert_eq!(unsigned.unwrap(), 400);
+    assert_eq!(signed.unwrap(), 200);
+    assert_eq!(dev.unwrap(), 404);
+}
+
+#[tokio::test]
+async fn the_development_provider_onboards_payouts_locally() {
+    let app = crate::helpers::spawn_app().await;
+    let admin = app.admin_token().await;
+    let (token, coach) = open_coach(&app, &admin, "coach@example.com").await;
+    let v = app.gql_as(Some(&token), ONBOARD, json!({})).await;
+    let link = v["data"]["startPayoutOnboarding"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"));
+    let path = &link[link.find("/dev/payouts/").unwrap()..];
+    assert_eq!(
+        app.client.get(app.url(path)).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        app.client
+            .post(app.url(path))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let v = app
+        .gql(
+            "query($id: ID!) { coach(id: $id) { payoutsEnabled } }",
+            json!({ "id": coach }),
+        )
+        .await;
+    assert_eq!(v["data"]["coach"]["payoutsEnabled"], true, "{v}");
+    // No webhook endpoint without Stripe.
+    let r = app
+        .client
+        .post(app.url("/webhooks/stripe"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

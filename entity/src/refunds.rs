@@ -10,6 +10,8 @@ pub struct Model {
     pub id: String,
     pub payment_id: String,
     pub amount_minor: i64,
+    /// The payment's currency.
+    pub currency: String,
     /// `PENDING` (to send), `SUBMITTED` (accepted, awaiting the provider's
     /// confirmation), `SUCCEEDED`, `FAILED`.
     pub status: String,

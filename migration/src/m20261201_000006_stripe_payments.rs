@@ -6,7 +6,8 @@
 //!   decided (`refund_decided_minor`, the guard against refunding more than
 //!   was paid; `refunded_minor` is what the provider confirmed), and
 //!   whether a dispute is open;
-//! - on `refunds`: the retry schedule and the provider's last answer;
+//! - on `refunds`: the currency, the retry schedule and the provider's last
+//!   answer;
 //! - `disputes`: chargebacks, one row per provider dispute;
 //! - `provider_events`: the webhook event ids already acted on, written in
 //!   the transaction of their effect, so a duplicate changes nothing;
@@ -37,6 +38,7 @@ enum Payments {
 #[derive(DeriveIden)]
 enum Refunds {
     Table,
+    Currency,
     Status,
     ProviderRef,
     NextAttemptAt,
@@ -142,6 +144,11 @@ impl MigrationTrait for Migration {
                 .string()
                 .null()
                 .to_owned(),
+            ColumnDef::new(Refunds::Currency)
+                .string()
+                .not_null()
+                .default("")
+                .to_owned(),
         ] {
             manager
                 .alter_table(
@@ -152,6 +159,13 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "UPDATE refunds SET currency = \
+                 (SELECT p.currency FROM payments p WHERE p.id = refunds.payment_id)",
+            )
+            .await?;
         manager
             .alter_table(
                 Table::alter()

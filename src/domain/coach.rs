@@ -472,6 +472,12 @@ pub async fn review(
 
 /// Whether `viewer` may see this profile: the public sees approved,
 /// published ones; the owner and admins always.
+/// Whether money can reach the coach: payouts enabled on a connected
+/// account the platform knows (a destination charge needs one).
+pub fn can_be_paid(profile: &coach_profiles::Model) -> bool {
+    profile.payouts_enabled && profile.stripe_account_id.is_some()
+}
+
 pub fn visible_to(profile: &coach_profiles::Model, viewer: Option<&CurrentUser>) -> bool {
     if let Some(v) = viewer
         && (v.role == Role::Admin || v.id == profile.user_id)

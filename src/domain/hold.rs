@@ -93,7 +93,7 @@ pub async fn create_hold(
             "this coach is in another market",
         ));
     }
-    if ctx.policy.payouts_required && !profile.payouts_enabled {
+    if ctx.policy.payouts_required && !coach::can_be_paid(&profile) {
         return Err(AppError::bad_input(
             "coachId",
             "this coach cannot take bookings until their payouts are set up",

@@ -311,7 +311,7 @@ impl Matcher {
 
     fn matches(&self, row: &ListingRow) -> bool {
         self.market_id.as_ref().is_none_or(|m| *m == row.market_id)
-            && (!self.payouts_required || row.profile.payouts_enabled)
+            && (!self.payouts_required || crate::domain::coach::can_be_paid(&row.profile))
             && self.category.is_none_or(|c| row.categories.contains(&c))
             && self.max_rate.is_none_or(|m| row.hourly_rate_minor <= m)
             && self.min_rating_x100.is_none_or(|min| {

@@ -79,12 +79,17 @@ async fn generalising_payments_keeps_every_booking_payment_and_refund() {
         ("REFUNDED", 6000, 6000)
     );
     assert_eq!(p.provider_ref.as_deref(), Some("dev_cs_p1"));
+    // Refunds decided before the split count as decided and confirmed.
+    assert_eq!(p.refund_decided_minor, 6000);
+    assert!(!p.disputed);
     let r = entity::refunds::Entity::find_by_id("r1".to_string())
         .one(&db)
         .await
         .unwrap()
         .expect("the refund survived");
     assert_eq!(r.payment_id, "p1");
+    assert_eq!(r.currency, "USD", "the refund took its payment's currency");
+    assert_eq!(r.last_error, None);
 
     // The rules hold on the rebuilt table: one payment per booking, and a
     // purpose must name the one link that is set.

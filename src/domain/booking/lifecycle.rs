@@ -94,7 +94,7 @@ pub async fn book_hold(
             "this coach is in another market than yours",
         ));
     }
-    if ctx.policy.payouts_required && !profile.payouts_enabled {
+    if ctx.policy.payouts_required && !coach::can_be_paid(&profile) {
         return Err(AppError::bad_input(
             "holdId",
             "this coach cannot take bookings until their payouts are set up",

@@ -136,6 +136,7 @@ pub async fn decide_refund(
         id: Set(uuid::Uuid::now_v7().to_string()),
         payment_id: Set(payment.id.clone()),
         amount_minor: Set(amount_minor),
+        currency: Set(payment.currency.clone()),
         status: Set(RefundStatus::Pending.as_str().into()),
         reason: Set(reason.into()),
         provider_ref: Set(None),

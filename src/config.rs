@@ -606,6 +606,13 @@ impl Settings {
         if !stripe_api_base.ends_with('/') {
             stripe_api_base.push('/');
         }
+        if args.stripe_timeout_seconds >= args.request_timeout_seconds {
+            problems.push(
+                "STRIPE_TIMEOUT_SECONDS must be shorter than REQUEST_TIMEOUT_SECONDS \
+                 (a checkout that fails must be undone within the request)"
+                    .into(),
+            );
+        }
         if args.stripe_timeout_seconds == 0 || args.payment_reconcile_after_seconds == 0 {
             problems.push(
                 "STRIPE_TIMEOUT_SECONDS and PAYMENT_RECONCILE_AFTER_SECONDS must be greater than 0"

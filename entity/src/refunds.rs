@@ -22,6 +22,12 @@ pub struct Model {
     pub next_attempt_at: Option<DateTimeUtc>,
     /// The provider's last refusal, for admins (never a secret).
     pub last_error: Option<String>,
+    /// The key the next attempt is sent with: `refund-<id>`, and a new one
+    /// only once the provider has said no refund was made under the last.
+    pub idempotency_key: String,
+    /// The last attempt failed inside the provider: whether a refund was
+    /// made is looked up before trying again.
+    pub outcome_unknown: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -6,8 +6,9 @@
 //!   decided (`refund_decided_minor`, the guard against refunding more than
 //!   was paid; `refunded_minor` is what the provider confirmed), and
 //!   whether a dispute is open;
-//! - on `refunds`: the currency, the retry schedule and the provider's last
-//!   answer;
+//! - on `refunds`: the currency, the retry schedule, the provider's last
+//!   answer, the idempotency key of the next attempt and whether the last
+//!   attempt's outcome is unknown (the provider failed mid-way);
 //! - `disputes`: chargebacks, one row per provider dispute;
 //! - `provider_events`: the webhook event ids already acted on, written in
 //!   the transaction of their effect, so a duplicate changes nothing;
@@ -39,6 +40,8 @@ enum Payments {
 enum Refunds {
     Table,
     Currency,
+    IdempotencyKey,
+    OutcomeUnknown,
     Status,
     ProviderRef,
     NextAttemptAt,
@@ -148,6 +151,16 @@ impl MigrationTrait for Migration {
                 .string()
                 .not_null()
                 .default("")
+                .to_owned(),
+            ColumnDef::new(Refunds::IdempotencyKey)
+                .string()
+                .not_null()
+                .default("")
+                .to_owned(),
+            ColumnDef::new(Refunds::OutcomeUnknown)
+                .boolean()
+                .not_null()
+                .default(false)
                 .to_owned(),
         ] {
             manager

@@ -30,7 +30,6 @@ pub mod action {
     pub const PAYMENT_FAILED: &str = "payment.failed";
     pub const PAYMENT_DISPUTED: &str = "payment.disputed";
     pub const PAYMENT_DISPUTE_CLOSED: &str = "payment.dispute_closed";
-    pub const PAYMENT_AMOUNT_MISMATCH: &str = "payment.amount_mismatch";
     pub const REFUND_CREATED: &str = "refund.created";
     pub const REFUND_FAILED: &str = "refund.failed";
     pub const PAYOUT_ONBOARDING_STARTED: &str = "payout.onboarding_started";

@@ -18,7 +18,7 @@ use crate::error::{AppError, AppResult};
 use entity::coach_profiles;
 
 fn provider_failed(e: crate::domain::payment::ProviderError) -> AppError {
-    tracing::warn!(error = %e.0, "payout onboarding failed at the provider");
+    tracing::warn!(error = %e.message, "payout onboarding failed at the provider");
     AppError::Payment("the payment provider could not start payout onboarding; try again".into())
 }
 

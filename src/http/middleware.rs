@@ -25,6 +25,9 @@ use crate::config::Settings;
 use crate::http::graphql::{client_ip, error_body};
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// A payment provider's event can be larger than any API request (a
+/// checkout session with its line items); still bounded.
+pub const MAX_WEBHOOK_BODY_BYTES: usize = 512 * 1024;
 pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -88,7 +91,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
 }
 
 /// Layers for every route, outermost first.
-pub fn apply(router: Router, settings: &Settings) -> Router {
+pub fn apply(router: Router, settings: &Settings, max_body_bytes: usize) -> Router {
     let layers = ServiceBuilder::new()
         // Correlates a response, its logs and a client report.
         .layer(middleware::from_fn(request_id))
@@ -139,7 +142,7 @@ pub fn apply(router: Router, settings: &Settings) -> Router {
         // Framework-written errors get a JSON body and a code.
         .layer(middleware::from_fn(json_errors))
         // Bounded memory per request: 64 KiB is plenty for any operation.
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
         // A panic becomes a generic 500, never a dropped connection or a trace.
         .layer(CatchPanicLayer::custom(|_| {
             error_body(

@@ -65,13 +65,6 @@ pub fn router(state: AppState, schema: AppSchema, stop: watch::Receiver<bool>) -
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics));
-    // Stripe's deliveries come in bursts from few addresses and are
-    // retried by Stripe; an unsigned request costs one HMAC before its 400.
-    let ops = if state.domain.payments.kind() == ProviderKind::Stripe {
-        ops.route("/webhooks/stripe", post(webhooks::stripe))
-    } else {
-        ops
-    };
 
     let api = general.apply(api.with_state(http.clone()));
     let app = Router::new()
@@ -84,5 +77,19 @@ pub fn router(state: AppState, schema: AppSchema, stop: watch::Receiver<bool>) -
                 "no such route",
             )
         });
-    middleware::apply(app, &settings)
+    let app = middleware::apply(app, &settings, middleware::MAX_BODY_BYTES);
+    // Stripe's deliveries come in bursts from few addresses and are retried
+    // by Stripe, so they are outside the per-IP limit; an unsigned request
+    // costs one HMAC before its 400. Events may be larger than API requests.
+    if state.domain.payments.kind() == ProviderKind::Stripe {
+        let hooks = Router::new()
+            .route("/webhooks/stripe", post(webhooks::stripe))
+            .with_state(state);
+        return app.merge(middleware::apply(
+            hooks,
+            &settings,
+            middleware::MAX_WEBHOOK_BODY_BYTES,
+        ));
+    }
+    app
 }

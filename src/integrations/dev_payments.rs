@@ -44,6 +44,10 @@ impl PaymentProvider for DevPaymentProvider {
         )))
     }
 
+    async fn find_refund(&self, _: &str, _: &str) -> Result<Option<RefundOutcome>, ProviderError> {
+        Ok(None)
+    }
+
     async fn create_payout_account(
         &self,
         coach_id: &str,

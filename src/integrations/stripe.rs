@@ -24,7 +24,7 @@ use stripe_connect::account::{
     CreateAccountCapabilitiesTransfers, CreateAccountType,
 };
 use stripe_connect::account_link::{CreateAccountLink, CreateAccountLinkType};
-use stripe_core::refund::CreateRefund;
+use stripe_core::refund::{CreateRefund, ListRefund};
 use stripe_shared::{CheckoutSession, CheckoutSessionMode, CheckoutSessionPaymentStatus};
 use stripe_types::Currency;
 use stripe_webhook::{EventObject, Webhook, WebhookError};
@@ -32,7 +32,7 @@ use stripe_webhook::{EventObject, Webhook, WebhookError};
 use crate::domain::payment::events::{PaymentRef, ProviderEvent};
 use crate::domain::payment::refund::{ProviderRefundStatus, RefundReport};
 use crate::domain::payment::{
-    Checkout, CheckoutOutcome, CheckoutRequest, CheckoutState, Paid, PaymentProvider,
+    Checkout, CheckoutOutcome, CheckoutRequest, CheckoutState, Failure, Paid, PaymentProvider,
     ProviderError, ProviderKind, RefundOutcome, RefundRequest,
 };
 
@@ -69,19 +69,54 @@ fn describe(e: &StripeError) -> String {
     }
 }
 
+/// What a failure means for a retry (Stripe's idempotency layer stores
+/// the answer of a request that reached it, errors included).
 fn failed(e: StripeError) -> ProviderError {
-    ProviderError(describe(&e))
+    let failure = match &e {
+        // Rate limited, or the key in use by a concurrent request: Stripe
+        // did nothing and stored nothing.
+        StripeError::Stripe(_, 409 | 429) => Failure::Unanswered,
+        StripeError::Stripe(_, status) if *status >= 500 => Failure::Unknown,
+        StripeError::Stripe(_, _) => Failure::Refused,
+        StripeError::ConfigError(_) => Failure::Refused,
+        StripeError::Timeout | StripeError::ClientError(_) | StripeError::JSONDeserialize(_) => {
+            Failure::Unanswered
+        }
+    };
+    ProviderError::new(failure, describe(&e))
+}
+
+fn strategy(key: &str) -> Result<RequestStrategy, ProviderError> {
+    IdempotencyKey::new(key)
+        .map(RequestStrategy::Idempotent)
+        .map_err(|e| ProviderError::local(e.to_string()))
 }
 
 fn key(kind: &str, id: &str) -> Result<RequestStrategy, ProviderError> {
-    IdempotencyKey::new(format!("{kind}-{id}"))
-        .map(RequestStrategy::Idempotent)
-        .map_err(|e| ProviderError(e.to_string()))
+    strategy(&format!("{kind}-{id}"))
 }
 
 fn currency(code: &str) -> Result<Currency, ProviderError> {
     Currency::from_str(&code.to_ascii_lowercase())
-        .map_err(|_| ProviderError(format!("unknown currency {code}")))
+        .map_err(|_| ProviderError::local(format!("unknown currency {code}")))
+}
+
+fn refund_outcome(refund: &stripe_shared::Refund) -> Result<RefundOutcome, ProviderError> {
+    let id = refund.id.as_str().to_string();
+    match refund.status.as_deref() {
+        Some("failed") | Some("canceled") => Err(ProviderError::new(
+            Failure::Refused,
+            format!(
+                "Stripe refused the refund: {}",
+                refund
+                    .failure_reason
+                    .as_deref()
+                    .unwrap_or("no reason given")
+            ),
+        )),
+        // Confirmed by `refund.updated` / `charge.refunded`.
+        _ => Ok(RefundOutcome::Submitted(id)),
+    }
 }
 
 fn metadata(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -133,7 +168,10 @@ impl PaymentProvider for StripeProvider {
             .await
             .map_err(failed)?;
         let url = session.url.clone().ok_or_else(|| {
-            ProviderError("Stripe returned a checkout session without a URL".into())
+            ProviderError::new(
+                Failure::Unanswered,
+                "Stripe returned a checkout session without a URL",
+            )
         })?;
         Ok(Checkout {
             provider_ref: session.id.as_str().to_string(),
@@ -168,7 +206,7 @@ impl PaymentProvider for StripeProvider {
     async fn refund(&self, req: RefundRequest<'_>) -> Result<RefundOutcome, ProviderError> {
         let intent = req
             .payment_intent
-            .ok_or_else(|| ProviderError("the payment has no Stripe payment intent yet".into()))?;
+            .ok_or_else(|| ProviderError::local("the payment has no Stripe payment intent yet"))?;
         let mut create = CreateRefund::new()
             .payment_intent(intent)
             .amount(req.amount_minor)
@@ -181,22 +219,30 @@ impl PaymentProvider for StripeProvider {
         }
         let refund = create
             .customize()
-            .request_strategy(key("refund", req.refund_id)?)
+            .request_strategy(strategy(req.idempotency_key)?)
             .send(&self.client)
             .await
             .map_err(failed)?;
-        let id = refund.id.as_str().to_string();
-        match refund.status.as_deref() {
-            Some("failed") | Some("canceled") => Err(ProviderError(format!(
-                "Stripe refused the refund: {}",
-                refund
-                    .failure_reason
-                    .as_deref()
-                    .unwrap_or("no reason given")
-            ))),
-            // Confirmed by `refund.updated` / `charge.refunded`.
-            _ => Ok(RefundOutcome::Submitted(id)),
-        }
+        refund_outcome(&refund)
+    }
+
+    async fn find_refund(
+        &self,
+        payment_intent: &str,
+        refund_id: &str,
+    ) -> Result<Option<RefundOutcome>, ProviderError> {
+        let refunds = ListRefund::new()
+            .payment_intent(payment_intent)
+            .limit(100)
+            .send(&self.client)
+            .await
+            .map_err(failed)?;
+        refunds
+            .data
+            .iter()
+            .find(|r| meta(r.metadata.as_ref(), "refund_id").as_deref() == Some(refund_id))
+            .map(refund_outcome)
+            .transpose()
     }
 
     async fn create_payout_account(

@@ -395,7 +395,9 @@ async fn every_hold_and_booking_error() {
 
 #[tokio::test]
 async fn an_expired_hold_frees_the_slot_without_waiting_for_a_job() {
-    let app = spawn_app_with(|a| a.hold_ttl_seconds = 1).await;
+    // Long enough that the conflicting hold below is tried before the
+    // first lapses even on a loaded machine.
+    let app = spawn_app_with(|a| a.hold_ttl_seconds = 3).await;
     let admin = app.admin_token().await;
     let (_, coach) = open_coach(&app, &admin, "coach@example.com").await;
     let a = consumer(&app, "a@example.com").await;
@@ -406,7 +408,7 @@ async fn an_expired_hold_frees_the_slot_without_waiting_for_a_job() {
         code(&hold(&app, &b, &coach, at(2, 10), 60).await),
         Some("CONFLICT")
     );
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(4100)).await;
     // The record still says ACTIVE (no job has run), but the clock rules.
     let row = entity::holds::Entity::find_by_id(hold_id.clone())
         .one(&app.state.domain.db)

@@ -62,9 +62,16 @@ impl Recorded {
 
 #[derive(Debug, Clone, Copy)]
 pub enum Failure {
+    /// Answers this status, as Stripe does once it started on a request:
+    /// the answer is stored under the idempotency key (but for 409 and
+    /// 429, which Stripe never stores), so a retry with the same key gets
+    /// it again.
     Status(u16),
-    /// Never answers (the client's timeout decides).
+    /// Never answers, having done nothing (the client's timeout decides).
     Hang,
+    /// Does the work (and stores it under the key), then never answers:
+    /// the response is lost on the way.
+    LoseAnswer,
 }
 
 #[derive(Default)]
@@ -74,6 +81,7 @@ struct Inner {
     /// Path prefix -> failures still to inject.
     failures: Vec<(String, Failure, usize)>,
     sessions: HashMap<String, Value>,
+    refunds: Vec<Value>,
     next: u64,
 }
 
@@ -95,7 +103,7 @@ impl FakeStripe {
         let router = Router::new()
             .route("/v1/checkout/sessions", post(handle))
             .route("/v1/checkout/sessions/{id}", get(handle_get))
-            .route("/v1/refunds", post(handle))
+            .route("/v1/refunds", post(handle).get(list_refunds))
             .route("/v1/accounts", post(handle))
             .route("/v1/account_links", post(handle))
             .with_state(fake.clone());
@@ -237,7 +245,7 @@ fn header(h: &HeaderMap, name: &str) -> Option<String> {
 async fn fail(f: Failure) -> Response {
     match f {
         Failure::Status(s) => stripe_error(s, "injected failure"),
-        Failure::Hang => {
+        Failure::Hang | Failure::LoseAnswer => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             stripe_error(500, "too late")
         }
@@ -260,10 +268,27 @@ async fn handle(
         form: form.clone(),
         acted: true,
     };
-    if let Some(f) = fake.take_failure(&path) {
+    let failure = fake.take_failure(&path);
+    if let Some(Failure::Status(status)) = failure {
         rec.acted = false;
         fake.record(rec);
-        return fail(f).await;
+        if let Some(k) = &key
+            && status != 409
+            && status != 429
+        {
+            let body = json!({ "error": { "type": "api_error", "message": "injected failure" } });
+            fake.inner
+                .lock()
+                .unwrap()
+                .idempotent
+                .insert(k.clone(), (status, body));
+        }
+        return stripe_error(status, "injected failure");
+    }
+    if let Some(Failure::Hang) = failure {
+        rec.acted = false;
+        fake.record(rec);
+        return fail(Failure::Hang).await;
     }
     if let Some(k) = &key {
         let stored = fake.inner.lock().unwrap().idempotent.get(k).cloned();
@@ -293,7 +318,33 @@ async fn handle(
             .insert(k, (200, body.clone()));
     }
     fake.record(rec);
+    if let Some(Failure::LoseAnswer) = failure {
+        return fail(Failure::Hang).await;
+    }
     axum::Json(body).into_response()
+}
+
+async fn list_refunds(State(fake): State<FakeStripe>, uri: Uri, headers: HeaderMap) -> Response {
+    let query = form_of(uri.query().unwrap_or("").as_bytes());
+    fake.record(Recorded {
+        path: "GET /v1/refunds".into(),
+        idempotency_key: None,
+        authorization: header(&headers, "authorization"),
+        form: query.clone(),
+        acted: true,
+    });
+    let pi = field(&query, "payment_intent");
+    let data: Vec<Value> = fake
+        .inner
+        .lock()
+        .unwrap()
+        .refunds
+        .iter()
+        .filter(|r| pi.is_none() || r["payment_intent"].as_str() == pi)
+        .cloned()
+        .collect();
+    axum::Json(json!({ "object": "list", "data": data, "has_more": false, "url": "/v1/refunds" }))
+        .into_response()
 }
 
 fn field<'a>(form: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -348,6 +399,7 @@ impl FakeStripe {
         r["payment_intent"] = json!(field(form, "payment_intent"));
         r["metadata"] = metadata_of(form, "metadata");
         r["status"] = json!("pending");
+        self.inner.lock().unwrap().refunds.push(r.clone());
         r
     }
 

@@ -717,8 +717,10 @@ async fn a_refund_stripe_refuses_is_retried_with_backoff_and_made_once() {
     let b = book(&app, &parent, &coach, 3, 10).await;
     pay(&app, &stripe, &b).await;
 
+    // Stripe fails mid-way (its 500 is stored under the key), then does the
+    // refund but the answer is lost.
     stripe.fail("/v1/refunds", Failure::Status(500), 1);
-    stripe.fail("/v1/refunds", Failure::Hang, 1);
+    stripe.fail("/v1/refunds", Failure::LoseAnswer, 1);
     let v = app
         .gql_as(
             Some(&parent),
@@ -729,6 +731,7 @@ async fn a_refund_stripe_refuses_is_retried_with_backoff_and_made_once() {
     assert_eq!(v["data"]["cancelBooking"]["status"], "CANCELLED", "{v}");
     let row = refunds_of(&app, &b.payment).await.remove(0);
     assert_eq!((row.status.as_str(), row.attempts), ("PENDING", 1));
+    assert!(row.outcome_unknown, "a 500 leaves the outcome unknown");
     assert!(row.last_error.as_deref().unwrap().contains("500"));
     let wait = row.next_attempt_at.unwrap() - Utc::now();
     assert!(
@@ -749,7 +752,10 @@ async fn a_refund_stripe_refuses_is_retried_with_backoff_and_made_once() {
         .await
         .unwrap();
     assert_eq!(refunds_of(&app, &b.payment).await[0].attempts, 1);
-    // Due: the second attempt times out, the third is accepted.
+    // Due: the job looks for a refund made under our id (none), sends under
+    // a new key (the old one would replay the 500), loses the answer, and
+    // sends again under that same key, which Stripe answers from its
+    // idempotency layer.
     for _ in 0..2 {
         ctx.db
             .execute_unprepared("UPDATE refunds SET next_attempt_at = NULL")
@@ -761,25 +767,58 @@ async fn a_refund_stripe_refuses_is_retried_with_backoff_and_made_once() {
     }
     let row = refunds_of(&app, &b.payment).await.remove(0);
     assert_eq!((row.status.as_str(), row.attempts), ("SUBMITTED", 3));
-    let sent = stripe.requests("/v1/refunds");
-    assert_eq!(sent.len(), 3, "three attempts");
-    let key = format!("refund-{}", row.id);
-    assert!(
-        sent.iter()
-            .all(|r| r.idempotency_key.as_deref() == Some(key.as_str())),
-        "one key for every attempt"
-    );
+    assert_eq!(stripe.requests("GET /v1/refunds").len(), 1, "one look-up");
+    let keys: Vec<String> = stripe
+        .requests("/v1/refunds")
+        .iter()
+        .map(|r| r.idempotency_key.clone().unwrap())
+        .collect();
+    let first = format!("refund-{}", row.id);
+    let second = format!("refund-{}-1", row.id);
+    assert_eq!(keys, [first.clone(), second.clone(), second]);
     assert_eq!(stripe.acted("/v1/refunds").len(), 1, "one refund at Stripe");
-    // Sending again (a crashed worker's retry) is answered from Stripe's
-    // idempotency layer: still one refund.
-    ctx.db
-        .execute_unprepared("UPDATE refunds SET status = 'PENDING', next_attempt_at = NULL")
+    let stored = refunds_of(&app, &b.payment).await.remove(0);
+    assert!(
+        stored
+            .provider_ref
+            .as_deref()
+            .is_some_and(|r| r.starts_with("re_"))
+    );
+
+    // A refund that succeeded and then failed at the bank is taken back:
+    // the payment and booking no longer count it, and admins can refund
+    // again.
+    let pi = entity::payments::Entity::find_by_id(b.payment.clone())
+        .one(&ctx.db)
         .await
+        .unwrap()
+        .unwrap()
+        .provider_payment_intent
         .unwrap();
-    maestro_hub::domain::payment::execute_pending_refunds(ctx, None)
-        .await
-        .unwrap();
-    assert_eq!(stripe.acted("/v1/refunds").len(), 1);
+    let provider_ref = stored.provider_ref.clone().unwrap();
+    let ok = fake_stripe::refund(&provider_ref, &row.id, &pi, 6000, "succeeded");
+    assert_eq!(deliver(&app, "evt_rf1", "refund.updated", ok).await, 200);
+    assert_eq!(
+        get(&app, &admin, &b.booking).await["payment"]["status"],
+        "REFUNDED"
+    );
+    let bad = fake_stripe::refund(&provider_ref, &row.id, &pi, 6000, "failed");
+    assert_eq!(deliver(&app, "evt_rf2", "refund.failed", bad).await, 200);
+    let v = get(&app, &admin, &b.booking).await;
+    assert_eq!(v["payment"]["status"], "SUCCEEDED", "{v}");
+    assert_eq!(v["payment"]["refundedAmount"]["amountMinor"], 0);
+    assert_eq!(v["refundedAmount"]["amountMinor"], 0);
+    assert_eq!(v["payment"]["refunds"][0]["status"], "FAILED");
+    assert_eq!(app.audit_count("refund.failed").await, 1);
+    let again = app
+        .gql_as(
+            Some(&admin),
+            "mutation($id: ID!) { refundBooking(bookingId: $id, amountMinor: 6000) { refundedAmount { amountMinor } } }",
+            json!({ "id": b.booking }),
+        )
+        .await;
+    assert!(again["errors"].is_null(), "{again}");
+    assert_eq!(stripe.acted("/v1/refunds").len(), 2);
 }
 
 #[tokio::test]

@@ -182,21 +182,28 @@ pub async fn book_hold(
     // it fail, the attempt is undone and the hold is bookable again; should
     // the process stop right here, the sweep opens the checkout from the
     // stored payment (`reopen_checkouts`) or lets the booking lapse.
-    match payment::start_checkout(ctx, payment.clone(), checkout_terms(&booking, &profile)).await {
-        Ok(payment) => {
-            // Announced once there is something to pay.
-            ctx.events.publish(crate::events::BookingEvent {
-                booking: booking.clone(),
-            });
-            Ok((booking, payment))
-        }
-        Err(e) => {
-            if let Some(opened) = undo_unopened(ctx, &booking, &payment, &hold).await? {
-                return Ok(opened);
+    // In a task of its own, so a client that goes away mid-call cannot
+    // leave the attempt half done.
+    let ctx = ctx.clone();
+    let opening = tokio::spawn(async move {
+        let terms = checkout_terms(&booking, &profile);
+        match payment::start_checkout(&ctx, payment.clone(), terms).await {
+            Ok(payment) => {
+                // Announced once there is something to pay.
+                ctx.events.publish(crate::events::BookingEvent {
+                    booking: booking.clone(),
+                });
+                Ok((booking, payment))
             }
-            Err(e)
+            Err(e) => {
+                if let Some(opened) = undo_unopened(&ctx, &booking, &payment, &hold).await? {
+                    return Ok(opened);
+                }
+                Err(e)
+            }
         }
-    }
+    });
+    opening.await.map_err(AppError::internal)?
 }
 
 /// The booking made from this hold, still awaiting payment, with its open
@@ -569,6 +576,10 @@ async fn settle(
         free_time,
     } = change;
     let mut uow = UnitOfWork::begin(ctx).await?;
+    // The payment's lock first, as every payment path takes it.
+    if let Some(p) = payment::of_booking(uow.db(), &booking.id).await? {
+        payment::lock(uow.db(), &p.id).await?;
+    }
     let cancelled_by = match party(user, booking) {
         Ok(Party::Consumer) => CancelledBy::Consumer,
         Ok(Party::Coach) => CancelledBy::Coach,
@@ -726,9 +737,21 @@ pub async fn report_no_show(
 /// An unpaid booking past its deadline becomes CANCELLED (its time was
 /// already free by the clock), with its pending payment FAILED. False when
 /// it was paid or cancelled meanwhile.
+///
+/// With a provider that reports its checkouts (Stripe) the payment stays
+/// PENDING: the provider's report, or reconciliation asking it, settles it
+/// (a payment made at the last moment is then refunded, never kept).
 pub async fn lapse_unpaid(ctx: &DomainCtx, booking: &bookings::Model) -> AppResult<bool> {
     let mut uow = UnitOfWork::begin(ctx).await?;
-    if !lapse_in(&uow, &booking.id, "payment was not completed in time").await? {
+    let reported = ctx.payments.kind() != payment::ProviderKind::Dev;
+    if !lapse_in(
+        &uow,
+        &booking.id,
+        "payment was not completed in time",
+        !reported,
+    )
+    .await?
+    {
         return Ok(false);
     }
     publish_current(&mut uow, &booking.id).await?;
@@ -737,9 +760,21 @@ pub async fn lapse_unpaid(ctx: &DomainCtx, booking: &bookings::Model) -> AppResu
 }
 
 /// Inside a unit of work: a booking still awaiting payment is cancelled by
-/// the system, its time freed at once and its pending payment FAILED.
-/// False when it was no longer awaiting payment.
-pub async fn lapse_in(uow: &UnitOfWork, booking_id: &str, reason: &str) -> AppResult<bool> {
+/// the system and its time freed at once; with `fail_payment` its pending
+/// payment fails too (audited). False when it was no longer awaiting
+/// payment.
+pub async fn lapse_in(
+    uow: &UnitOfWork,
+    booking_id: &str,
+    reason: &str,
+    fail_payment: bool,
+) -> AppResult<bool> {
+    // The payment's lock before the booking's, in the order every payment
+    // path takes them, so two never wait on each other.
+    let pending = payment::of_booking(uow.db(), booking_id).await?;
+    if let Some(p) = &pending {
+        payment::lock(uow.db(), &p.id).await?;
+    }
     let booking = load(uow.db(), booking_id).await?;
     if booking.status != BookingStatus::PendingPayment.as_str() {
         return Ok(false);
@@ -762,7 +797,10 @@ pub async fn lapse_in(uow: &UnitOfWork, booking_id: &str, reason: &str) -> AppRe
         Err(e) => return Err(e),
     }
     reservation::free_for_booking(uow.db(), &booking.id).await?;
-    payment::fail_pending_of_booking(uow, &booking.id).await?;
+    // A checkout never opened has nothing to report on it either.
+    if let Some(p) = pending.filter(|p| fail_payment || p.provider_ref.is_none()) {
+        payment::fail_pending(uow, &p, reason).await?;
+    }
     audit_booking(
         uow,
         action::BOOKING_CANCELLED,

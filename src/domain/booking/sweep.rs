@@ -16,17 +16,45 @@ use crate::error::AppResult;
 /// never came are looked up at the provider.
 /// Each booking changes in its own unit of work, so its event reaches
 /// subscribers like any other change. Returns how many records changed.
+/// One item failing (a lost race, a deadlock the database broke) is logged
+/// and left to the next sweep; it never holds up the others.
 pub async fn sweep(ctx: &DomainCtx) -> AppResult<usize> {
     let now = Utc::now();
     let mut changed = hold::expire_lapsed(ctx, now).await?;
     for b in lifecycle::overdue_unpaid(&ctx.db, now).await? {
-        changed += usize::from(lifecycle::lapse_unpaid(ctx, &b).await?);
+        match lifecycle::lapse_unpaid(ctx, &b).await {
+            Ok(moved) => changed += usize::from(moved),
+            Err(e) => {
+                tracing::warn!(booking = %b.id, error = ?e, "could not lapse; next sweep retries")
+            }
+        }
     }
     for b in lifecycle::unreported_ended(&ctx.db, now).await? {
-        changed += usize::from(lifecycle::auto_complete(ctx, &b).await?);
+        match lifecycle::auto_complete(ctx, &b).await {
+            Ok(moved) => changed += usize::from(moved),
+            Err(e) => {
+                tracing::warn!(booking = %b.id, error = ?e, "could not complete; next sweep retries")
+            }
+        }
     }
-    lifecycle::reopen_checkouts(ctx, now).await?;
-    payment::execute_pending_refunds(ctx, None).await?;
-    payment::events::reconcile(ctx, now).await?;
+    let steps = [
+        (
+            "reopening checkouts",
+            lifecycle::reopen_checkouts(ctx, now).await,
+        ),
+        (
+            "sending refunds",
+            payment::execute_pending_refunds(ctx, None).await,
+        ),
+        (
+            "reconciling payments",
+            payment::events::reconcile(ctx, now).await,
+        ),
+    ];
+    for (what, result) in steps {
+        if let Err(e) = result {
+            tracing::warn!(error = ?e, "sweep step failed: {what}; next sweep retries");
+        }
+    }
     Ok(changed)
 }

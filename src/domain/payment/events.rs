@@ -88,7 +88,20 @@ pub enum Applied {
 }
 
 /// Dispute statuses after which the dispute is over.
-const DISPUTE_CLOSED: [&str; 3] = ["won", "lost", "warning_closed"];
+const DISPUTE_CLOSED: [&str; 4] = ["won", "lost", "warning_closed", "prevented"];
+
+/// How far along a dispute status is: a report of an earlier status than
+/// the stored one changes nothing.
+fn dispute_rank(status: &str) -> u8 {
+    match status {
+        "warning_needs_response" => 0,
+        "warning_under_review" => 1,
+        "needs_response" => 2,
+        "under_review" => 3,
+        s if DISPUTE_CLOSED.contains(&s) => 4,
+        _ => 0,
+    }
+}
 
 async fn find_payment(
     db: &impl sea_orm::ConnectionTrait,
@@ -291,7 +304,12 @@ async fn apply_dispute(
         .await?;
     match existing {
         // Over already: a late report of an earlier state changes nothing.
-        Some(d) if DISPUTE_CLOSED.contains(&d.status.as_str()) => return Ok(()),
+        Some(d)
+            if DISPUTE_CLOSED.contains(&d.status.as_str())
+                || dispute_rank(&status) < dispute_rank(&d.status) =>
+        {
+            return Ok(());
+        }
         Some(d) => {
             let mut m: disputes::ActiveModel = d.into();
             m.status = Set(status.clone());
@@ -432,7 +450,7 @@ pub async fn reconcile(ctx: &DomainCtx, now: DateTime<Utc>) -> AppResult<usize> 
             Ok(Some(s)) => s,
             Ok(None) => continue,
             Err(e) => {
-                tracing::warn!(payment = %p.id, error = %e.0, "could not look the checkout up; will retry");
+                tracing::warn!(payment = %p.id, error = %e.message, "could not look the checkout up; will retry");
                 continue;
             }
         };

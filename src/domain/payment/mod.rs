@@ -163,8 +163,10 @@ pub struct Checkout {
 }
 
 pub struct RefundRequest<'a> {
-    /// Our refund id: the idempotency key.
+    /// Our refund id, in the refund's metadata.
     pub refund_id: &'a str,
+    /// Derived from the refund id (`refund-<id>`, then `refund-<id>-<n>`).
+    pub idempotency_key: &'a str,
     pub payment_id: &'a str,
     /// The provider's payment to refund (`pi_...`).
     pub payment_intent: Option<&'a str>,
@@ -202,10 +204,42 @@ pub struct CheckoutState {
     pub currency: Option<String>,
 }
 
+/// How a provider call failed, which decides how to retry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No answer (a timeout, the network, a rate limit, a concurrent use
+    /// of the key): it may or may not have happened; the same idempotency
+    /// key tells on the next attempt.
+    Unanswered,
+    /// The provider refused and did nothing; its answer is stored under
+    /// the key, so a retry needs a new key.
+    Refused,
+    /// The provider failed mid-way: it may have happened, and its error is
+    /// stored under the key; look before retrying with a new key.
+    Unknown,
+}
+
 /// A provider call that failed. The message is for logs and admins: it
 /// never holds a key or a request body.
 #[derive(Debug, Clone)]
-pub struct ProviderError(pub String);
+pub struct ProviderError {
+    pub message: String,
+    pub failure: Failure,
+}
+
+impl ProviderError {
+    pub fn new(failure: Failure, message: impl Into<String>) -> Self {
+        ProviderError {
+            message: message.into(),
+            failure,
+        }
+    }
+
+    /// A failure on our side before anything was sent.
+    pub fn local(message: impl Into<String>) -> Self {
+        Self::new(Failure::Refused, message)
+    }
+}
 
 #[async_trait::async_trait]
 pub trait PaymentProvider: Send + Sync {
@@ -218,6 +252,13 @@ pub trait PaymentProvider: Send + Sync {
         provider_ref: &str,
     ) -> Result<Option<CheckoutState>, ProviderError>;
     async fn refund(&self, req: RefundRequest<'_>) -> Result<RefundOutcome, ProviderError>;
+    /// The refund made for our `refund_id` on this payment, if any (after
+    /// an attempt whose outcome is unknown).
+    async fn find_refund(
+        &self,
+        payment_intent: &str,
+        refund_id: &str,
+    ) -> Result<Option<RefundOutcome>, ProviderError>;
     /// Creates the coach's payout account (idempotent per coach).
     async fn create_payout_account(
         &self,
@@ -314,7 +355,7 @@ pub async fn start_checkout(
         })
         .await
         .map_err(|e| {
-            tracing::warn!(payment = %payment.id, error = %e.0, "checkout could not be created");
+            tracing::warn!(payment = %payment.id, error = %e.message, "checkout could not be created");
             AppError::Payment("the payment provider could not start a checkout; try again".into())
         })?;
     let now = Utc::now();
@@ -410,20 +451,20 @@ pub async fn settle_paid(
             .is_some_and(|c| !c.eq_ignore_ascii_case(&payment.currency));
     if mismatch {
         // Never settle a purchase for a different sum; an admin looks.
-        tracing::error!(payment = %payment.id, "paid amount differs from the payment");
-        uow.audit(Entry {
-            action: action::PAYMENT_AMOUNT_MISMATCH,
-            target_type: Some("payment"),
-            target_id: Some(&payment.id),
-            detail: Some(serde_json::json!({
-                "expectedMinor": payment.amount_minor,
-                "paidMinor": paid.amount_minor,
-                "currency": paid.currency,
-            })),
-            ..Default::default()
-        })
-        .await?;
-        return Ok(false);
+        // The report is refused (not recorded), so the provider delivers it
+        // again and it shows as failing (logs, the webhook metric, Stripe's
+        // dashboard) until someone looks; nothing is settled meanwhile.
+        tracing::error!(
+            payment = %payment.id,
+            expected_minor = payment.amount_minor,
+            paid_minor = ?paid.amount_minor,
+            currency = ?paid.currency,
+            "paid amount differs from the payment"
+        );
+        return Err(AppError::internal(format!(
+            "payment {} was paid a different amount than its own",
+            payment.id
+        )));
     }
     // A refund may have been reported before the payment itself.
     let new_status = PaymentStatus::paid_with_refunds(payment.refunded_minor, payment.amount_minor);
@@ -468,7 +509,7 @@ pub async fn settle_paid(
             } else {
                 // Refunded in full before it was reported paid: nothing
                 // pays for the session.
-                booking::lapse_in(uow, booking_id, "the payment was refunded").await?;
+                booking::lapse_in(uow, booking_id, "the payment was refunded", false).await?;
                 PaidOutcome::Confirmed
             };
             if outcome == PaidOutcome::Lapsed {
@@ -520,24 +561,39 @@ pub async fn settle_abandoned(
     })
     .await?;
     if let Some(Purpose::Booking(booking_id)) = Purpose::of(&payment) {
-        booking::lapse_in(uow, &booking_id, reason).await?;
+        booking::lapse_in(uow, &booking_id, reason, false).await?;
         booking::publish_current(uow, &booking_id).await?;
     }
     Ok(true)
 }
 
-/// An unpaid booking lapsed: its pending payment will never complete.
-pub async fn fail_pending_of_booking(uow: &UnitOfWork, booking_id: &str) -> AppResult<()> {
-    payments::Entity::update_many()
+/// A pending payment that will never complete (what it paid for lapsed),
+/// FAILED and audited.
+pub async fn fail_pending(
+    uow: &UnitOfWork,
+    payment: &payments::Model,
+    reason: &str,
+) -> AppResult<()> {
+    let failed = payments::Entity::update_many()
         .col_expr(
             payments::Column::Status,
             Expr::value(PaymentStatus::Failed.as_str()),
         )
         .col_expr(payments::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(payments::Column::BookingId.eq(booking_id))
+        .filter(payments::Column::Id.eq(payment.id.clone()))
         .filter(payments::Column::Status.eq(PaymentStatus::Pending.as_str()))
         .exec(uow.db())
         .await?;
+    if failed.rows_affected == 1 {
+        uow.audit(Entry {
+            action: action::PAYMENT_FAILED,
+            target_type: Some("payment"),
+            target_id: Some(&payment.id),
+            detail: Some(serde_json::json!({ "reason": reason })),
+            ..Default::default()
+        })
+        .await?;
+    }
     Ok(())
 }
 

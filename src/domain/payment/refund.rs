@@ -18,7 +18,9 @@ use sea_orm::{
 
 use crate::domain::audit::{Entry, action};
 use crate::domain::context::DomainCtx;
-use crate::domain::payment::{PaymentStatus, ProviderError, RefundOutcome, RefundRequest, lock};
+use crate::domain::payment::{
+    Failure, PaymentStatus, ProviderError, RefundOutcome, RefundRequest, lock,
+};
 use crate::domain::uow::UnitOfWork;
 use crate::error::{AppError, AppResult};
 use entity::{payments, refunds};
@@ -143,6 +145,8 @@ pub async fn decide_refund(
         attempts: Set(0),
         next_attempt_at: Set(Some(now)),
         last_error: Set(None),
+        idempotency_key: Set(String::new()),
+        outcome_unknown: Set(false),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -190,23 +194,7 @@ pub async fn execute_pending_refunds(ctx: &DomainCtx, only: Option<&str>) -> App
         else {
             continue;
         };
-        let result = if payment.provider != ctx.payments.kind().as_str() {
-            Err(ProviderError(format!(
-                "the payment was made with the {} provider, which is not configured",
-                payment.provider
-            )))
-        } else {
-            ctx.payments
-                .refund(RefundRequest {
-                    refund_id: &refund.id,
-                    payment_id: &payment.id,
-                    payment_intent: payment.provider_payment_intent.as_deref(),
-                    amount_minor: refund.amount_minor,
-                    currency: &payment.currency,
-                    reverse_transfer: payment.transfer_destination.is_some(),
-                })
-                .await
-        };
+        let (result, key) = attempt(ctx, &refund, &payment).await;
         // The provider's answer, recorded in a unit of work of its own.
         let uow = UnitOfWork::begin(ctx).await?;
         match result {
@@ -236,8 +224,18 @@ pub async fn execute_pending_refunds(ctx: &DomainCtx, only: Option<&str>) -> App
                 }
                 done += 1;
             }
-            Err(ProviderError(e)) => {
+            Err(ProviderError {
+                message: e,
+                failure,
+            }) => {
                 let attempts = refund.attempts + 1;
+                // Which key the next attempt uses, and whether it must look
+                // first (see `Failure`).
+                let (next_key, unknown) = match failure {
+                    Failure::Unanswered => (key, false),
+                    Failure::Refused => (format!("refund-{}-{attempts}", refund.id), false),
+                    Failure::Unknown => (key, true),
+                };
                 if attempts >= MAX_ATTEMPTS {
                     tracing::error!(refund = %refund.id, error = %e, "refund given up after {attempts} attempts");
                     fail(&uow, &refund, &e, attempts).await?;
@@ -250,6 +248,8 @@ pub async fn execute_pending_refunds(ctx: &DomainCtx, only: Option<&str>) -> App
                         .col_expr(refunds::Column::Attempts, Expr::value(attempts))
                         .col_expr(refunds::Column::NextAttemptAt, Expr::value(next))
                         .col_expr(refunds::Column::LastError, Expr::value(truncate(&e)))
+                        .col_expr(refunds::Column::IdempotencyKey, Expr::value(next_key))
+                        .col_expr(refunds::Column::OutcomeUnknown, Expr::value(unknown))
                         .col_expr(refunds::Column::UpdatedAt, Expr::value(Utc::now()))
                         .filter(refunds::Column::Id.eq(refund.id.clone()))
                         .filter(refunds::Column::Status.eq(RefundStatus::Pending.as_str()))
@@ -263,12 +263,66 @@ pub async fn execute_pending_refunds(ctx: &DomainCtx, only: Option<&str>) -> App
     Ok(done)
 }
 
+/// One attempt at the provider: after an attempt whose outcome is unknown,
+/// first looks for a refund made under our id, and sends under a new key
+/// only if there is none. Returns the answer and the key it was sent with.
+async fn attempt(
+    ctx: &DomainCtx,
+    refund: &refunds::Model,
+    payment: &payments::Model,
+) -> (Result<RefundOutcome, ProviderError>, String) {
+    let mut key = if refund.idempotency_key.is_empty() {
+        format!("refund-{}", refund.id)
+    } else {
+        refund.idempotency_key.clone()
+    };
+    if payment.provider != ctx.payments.kind().as_str() {
+        let e = ProviderError::new(
+            Failure::Unanswered,
+            format!(
+                "the payment was made with the {} provider, which is not configured",
+                payment.provider
+            ),
+        );
+        return (Err(e), key);
+    }
+    if refund.outcome_unknown {
+        let Some(pi) = payment.provider_payment_intent.as_deref() else {
+            return (
+                Err(ProviderError::local("no payment intent to look at")),
+                key,
+            );
+        };
+        match ctx.payments.find_refund(pi, &refund.id).await {
+            Ok(Some(found)) => return (Ok(found), key),
+            Ok(None) => key = format!("refund-{}-{}", refund.id, refund.attempts),
+            // Still not known: look again next time.
+            Err(e) => return (Err(ProviderError::new(Failure::Unknown, e.message)), key),
+        }
+    }
+    let result = ctx
+        .payments
+        .refund(RefundRequest {
+            refund_id: &refund.id,
+            idempotency_key: &key,
+            payment_id: &payment.id,
+            payment_intent: payment.provider_payment_intent.as_deref(),
+            amount_minor: refund.amount_minor,
+            currency: &payment.currency,
+            reverse_transfer: payment.transfer_destination.is_some(),
+        })
+        .await;
+    (result, key)
+}
+
 fn truncate(s: &str) -> String {
     s.chars().take(500).collect()
 }
 
-/// A refund that will not happen: FAILED, its amount no longer promised
-/// (an admin can refund again), audited.
+/// A refund that will not happen (or, reported failed after it had
+/// succeeded, did not after all): FAILED, its amount no longer promised on
+/// the payment or the booking (an admin can refund again), the confirmed
+/// total recounted, audited.
 async fn fail(
     uow: &UnitOfWork,
     refund: &refunds::Model,
@@ -284,15 +338,13 @@ async fn fail(
         .col_expr(refunds::Column::LastError, Expr::value(truncate(why)))
         .col_expr(refunds::Column::UpdatedAt, Expr::value(Utc::now()))
         .filter(refunds::Column::Id.eq(refund.id.clone()))
-        .filter(refunds::Column::Status.is_not_in([
-            RefundStatus::Succeeded.as_str(),
-            RefundStatus::Failed.as_str(),
-        ]))
+        .filter(refunds::Column::Status.ne(RefundStatus::Failed.as_str()))
         .exec(uow.db())
         .await?;
     if moved.rows_affected != 1 {
         return Ok(());
     }
+    let was_succeeded = refund.status == RefundStatus::Succeeded.as_str();
     payments::Entity::update_many()
         .col_expr(
             payments::Column::RefundDecidedMinor,
@@ -301,6 +353,22 @@ async fn fail(
         .filter(payments::Column::Id.eq(refund.payment_id.clone()))
         .exec(uow.db())
         .await?;
+    if let Some(payment) = lock(uow.db(), &refund.payment_id).await? {
+        if let Some(booking_id) = &payment.booking_id {
+            entity::bookings::Entity::update_many()
+                .col_expr(
+                    entity::bookings::Column::RefundedMinor,
+                    Expr::col(entity::bookings::Column::RefundedMinor).sub(refund.amount_minor),
+                )
+                .filter(entity::bookings::Column::Id.eq(booking_id.clone()))
+                .filter(entity::bookings::Column::RefundedMinor.gte(refund.amount_minor))
+                .exec(uow.db())
+                .await?;
+        }
+        if was_succeeded {
+            recount_refunded(uow.db(), &payment).await?;
+        }
+    }
     uow.audit(Entry {
         action: action::REFUND_FAILED,
         target_type: Some("refund"),
@@ -340,6 +408,32 @@ pub(crate) async fn raise_refunded<C: ConnectionTrait>(
         .col_expr(payments::Column::RefundedMinor, Expr::value(refunded))
         .col_expr(payments::Column::Status, Expr::value(status.as_str()))
         .col_expr(payments::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(payments::Column::Id.eq(payment.id.clone()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The confirmed total is what our succeeded refunds add up to (after one
+/// of them turned out to have failed: the only time it goes down).
+async fn recount_refunded<C: ConnectionTrait>(db: &C, payment: &payments::Model) -> AppResult<()> {
+    let succeeded: i64 = refunds::Entity::find()
+        .filter(refunds::Column::PaymentId.eq(payment.id.clone()))
+        .filter(refunds::Column::Status.eq(RefundStatus::Succeeded.as_str()))
+        .all(db)
+        .await?
+        .iter()
+        .map(|r| r.amount_minor)
+        .sum();
+    let refunded = Ord::min(succeeded, payment.amount_minor);
+    let status = if PaymentStatus::of(payment).is_paid() {
+        PaymentStatus::paid_with_refunds(refunded, payment.amount_minor)
+    } else {
+        PaymentStatus::of(payment)
+    };
+    payments::Entity::update_many()
+        .col_expr(payments::Column::RefundedMinor, Expr::value(refunded))
+        .col_expr(payments::Column::Status, Expr::value(status.as_str()))
         .filter(payments::Column::Id.eq(payment.id.clone()))
         .exec(db)
         .await?;
@@ -406,7 +500,11 @@ pub async fn apply_report(uow: &UnitOfWork, report: &RefundReport) -> AppResult<
         .await?
         .ok_or(AppError::NotFound("refund"))?;
     let current = RefundStatus::parse(&refund.status).unwrap_or(RefundStatus::Pending);
-    if current.is_final() {
+    // Final, but for one move: a refund that succeeded can still fail at
+    // the bank (Stripe reports `failed` afterwards).
+    let reversal =
+        current == RefundStatus::Succeeded && report.status == ProviderRefundStatus::Failed;
+    if current.is_final() && !reversal {
         return Ok(false);
     }
     match report.status {

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::domain::auth::Auth;
+use crate::domain::email::Mailer;
 use crate::domain::listing::ListingIndex;
 use crate::domain::payment::PaymentProvider;
 use crate::domain::reference::ReferenceData;
@@ -22,6 +23,7 @@ use crate::domain::review::ReviewCache;
 use crate::domain::{DomainCtx, Policy};
 use crate::events::InProcessBus;
 use crate::integrations::dev_payments::DevPaymentProvider;
+use crate::integrations::resend::{LogMailer, ResendMailer};
 use crate::integrations::stripe::StripeProvider;
 use crate::metrics::Metrics;
 use crate::ratelimit::{InMemoryRateLimiter, RateLimiter};
@@ -61,6 +63,27 @@ fn payment_provider(settings: &Settings) -> Result<Arc<dyn PaymentProvider>, Sta
     Ok(Arc::new(DevPaymentProvider::new(&settings.public_base_url)))
 }
 
+/// The mailer for these settings: Resend with a key, otherwise (development
+/// only; production refuses) the logging mailer, also returned as the
+/// development mailbox.
+#[allow(clippy::type_complexity)]
+fn mailer(settings: &Settings) -> Result<(Arc<dyn Mailer>, Option<Arc<LogMailer>>), StartError> {
+    if let Some(key) = &settings.resend_api_key {
+        let key = String::from_utf8_lossy(key.expose());
+        let resend = ResendMailer::new(
+            &key,
+            &settings.resend_base_url,
+            &settings.email_from,
+            settings.resend_rate_limit,
+            std::time::Duration::from_secs(10),
+        )
+        .map_err(StartError::Other)?;
+        return Ok((Arc::new(resend), None));
+    }
+    let log = Arc::new(LogMailer::default());
+    Ok((log.clone(), Some(log)))
+}
+
 /// Builds state and router on an already migrated database.
 pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App, StartError> {
     let statements = Arc::new(AtomicU64::new(0));
@@ -82,6 +105,8 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
         settings.rate_limit_register_per_hour,
     ));
     let payments = payment_provider(&settings)?;
+    let (mailer, dev_mailbox) = mailer(&settings)?;
+    let templates = Arc::new(crate::email::Templates::new().map_err(StartError::Other)?);
     let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Other(e.to_string()))?);
     let policy = Policy {
         hold_ttl: settings.hold_ttl,
@@ -101,6 +126,9 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
         events: Arc::new(InProcessBus::new()),
         policy: Arc::new(policy),
         revocations: Arc::default(),
+        mailer,
+        templates,
+        outbox_wake: Arc::default(),
     };
     let state = AppState {
         settings: Arc::new(settings),
@@ -109,6 +137,7 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
         metrics,
         statements,
         review_cache: ReviewCache::default(),
+        dev_mailbox,
     };
     let (stop, _) = watch::channel(false);
     let schema = crate::graphql::build_schema(state.clone());

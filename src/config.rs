@@ -145,6 +145,26 @@ pub struct SettingsArgs {
         global = true
     )]
     pub payment_reconcile_after_seconds: u64,
+    /// Unset outside production: emails are logged, not sent.
+    #[arg(long, env = "RESEND_API_KEY", hide_env_values = true, global = true)]
+    pub resend_api_key: Option<String>,
+    #[arg(
+        long,
+        env = "RESEND_BASE_URL",
+        default_value = "https://api.resend.com",
+        global = true
+    )]
+    pub resend_base_url: String,
+    /// The sender of every email, e.g. `Maestro Hub <hello@maestrohub.example>`
+    /// (a domain verified at Resend).
+    #[arg(long, env = "EMAIL_FROM", global = true)]
+    pub email_from: Option<String>,
+    /// Emails sent per second by one instance: set it to the Resend
+    /// account's limit (Resend's default is 2). resend-rs reads the same
+    /// variable for its own burst size, so a bad value is refused here at
+    /// start rather than panicking at the first email.
+    #[arg(long, env = "RESEND_RATE_LIMIT", global = true)]
+    pub resend_rate_limit: Option<u32>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -288,6 +308,10 @@ pub struct Settings {
     pub stripe_api_base: String,
     pub stripe_timeout: Duration,
     pub payment_reconcile_after: Duration,
+    pub resend_api_key: Option<Secret>,
+    pub resend_base_url: String,
+    pub email_from: String,
+    pub resend_rate_limit: u32,
     pub limits: Limits,
 }
 
@@ -606,6 +630,39 @@ impl Settings {
         if !stripe_api_base.ends_with('/') {
             stripe_api_base.push('/');
         }
+        let resend_api_key = secret(args.resend_api_key);
+        let email_from = args
+            .email_from
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty());
+        if production && resend_api_key.is_none() {
+            problems.push(
+                "RESEND_API_KEY is required in production (emails would only be logged)".into(),
+            );
+        }
+        if production && email_from.is_none() {
+            problems.push("EMAIL_FROM is required in production".into());
+        }
+        if let Some(from) = &email_from
+            && (!from.contains('@') || from.contains(['\r', '\n']))
+        {
+            problems.push(
+                "EMAIL_FROM must be an address, e.g. `Maestro Hub <hello@example.com>`".into(),
+            );
+        }
+        if args.resend_rate_limit == Some(0) {
+            problems.push("RESEND_RATE_LIMIT must be greater than 0".into());
+        }
+        let resend_base_url = args.resend_base_url.trim().to_string();
+        if url::Url::parse(&resend_base_url).is_err()
+            || !(resend_base_url.starts_with("https://")
+                || ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
+                    .iter()
+                    .any(|p| resend_base_url.starts_with(p))
+                || (!production && resend_base_url.starts_with("http://")))
+        {
+            problems.push("RESEND_BASE_URL must be an https URL".into());
+        }
         if args.stripe_timeout_seconds >= args.request_timeout_seconds {
             problems.push(
                 "STRIPE_TIMEOUT_SECONDS must be shorter than REQUEST_TIMEOUT_SECONDS \
@@ -646,6 +703,11 @@ impl Settings {
             stripe_api_base,
             stripe_timeout: Duration::from_secs(args.stripe_timeout_seconds),
             payment_reconcile_after: Duration::from_secs(args.payment_reconcile_after_seconds),
+            resend_api_key,
+            resend_base_url,
+            email_from: email_from
+                .unwrap_or_else(|| "Maestro Hub <no-reply@maestrohub.localhost>".into()),
+            resend_rate_limit: args.resend_rate_limit.unwrap_or(2),
             limits,
         })
     }

@@ -28,6 +28,8 @@ pub struct Metrics {
     index_loads: IntGaugeVec,
     index_listening: IntGauge,
     webhooks: IntCounterVec,
+    emails: IntCounterVec,
+    outbox: IntGaugeVec,
     seen_operations: Mutex<HashSet<String>>,
 }
 
@@ -35,6 +37,20 @@ impl Metrics {
     /// Counts one payment webhook by its outcome (a fixed set of labels).
     pub fn webhook(&self, outcome: &'static str) {
         self.webhooks.with_label_values(&[outcome]).inc();
+    }
+
+    /// Counts one outbox pass.
+    pub fn emails(&self, d: &crate::domain::outbox::Delivery) {
+        for (label, n) in [
+            ("sent", d.sent),
+            ("retried", d.retried),
+            ("dead", d.dead),
+            ("skipped", d.skipped),
+        ] {
+            if n > 0 {
+                self.emails.with_label_values(&[label]).inc_by(n as u64);
+            }
+        }
     }
 
     pub fn new() -> Result<Self, prometheus::Error> {
@@ -85,6 +101,22 @@ impl Metrics {
             &["outcome"],
         )?;
         registry.register(Box::new(webhooks.clone()))?;
+        let emails = IntCounterVec::new(
+            Opts::new(
+                "emails_total",
+                "Outbox emails by outcome: sent, retried (an attempt failed), dead (given up), skipped (no longer true)",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(emails.clone()))?;
+        let outbox = IntGaugeVec::new(
+            Opts::new(
+                "outbox_emails",
+                "Emails in the outbox by status (dead: given up, visible to admins); read at scrape time",
+            ),
+            &["status"],
+        )?;
+        registry.register(Box::new(outbox.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -95,6 +127,8 @@ impl Metrics {
             index_loads,
             index_listening,
             webhooks,
+            emails,
+            outbox,
             seen_operations: Mutex::new(HashSet::new()),
         })
     }
@@ -128,6 +162,15 @@ impl Metrics {
         self.latency
             .with_label_values(&[label.as_str()])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// The outbox's rows by status, as read at scrape time.
+    pub fn set_outbox(&self, by_status: &[(String, i64)]) {
+        for (status, n) in by_status {
+            self.outbox
+                .with_label_values(&[status.to_lowercase().as_str()])
+                .set(*n);
+        }
     }
 
     pub fn render(&self, db: &DatabaseConnection, statements: u64, index: &ListingIndex) -> String {

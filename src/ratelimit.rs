@@ -16,6 +16,8 @@ pub enum Bucket {
     LoginEmail,
     /// `register` calls per client IP.
     Register,
+    /// `requestPasswordReset` per (normalised) email: 3 per hour.
+    ResetEmail,
 }
 
 impl Bucket {
@@ -24,6 +26,7 @@ impl Bucket {
             Bucket::LoginIp => "login_ip",
             Bucket::LoginEmail => "login_email",
             Bucket::Register => "register_ip",
+            Bucket::ResetEmail => "reset_email",
         }
     }
 }
@@ -41,6 +44,7 @@ pub struct InMemoryRateLimiter {
     login_ip: DefaultKeyedRateLimiter<String>,
     login_email: DefaultKeyedRateLimiter<String>,
     register: DefaultKeyedRateLimiter<String>,
+    reset_email: DefaultKeyedRateLimiter<String>,
     clock: DefaultClock,
 }
 
@@ -55,6 +59,7 @@ impl InMemoryRateLimiter {
             login_ip: DefaultKeyedRateLimiter::keyed(login),
             login_email: DefaultKeyedRateLimiter::keyed(login),
             register: DefaultKeyedRateLimiter::keyed(Quota::per_hour(non_zero(register_per_hour))),
+            reset_email: DefaultKeyedRateLimiter::keyed(Quota::per_hour(non_zero(3))),
             clock: DefaultClock::default(),
         }
     }
@@ -64,6 +69,7 @@ impl InMemoryRateLimiter {
             Bucket::LoginIp => &self.login_ip,
             Bucket::LoginEmail => &self.login_email,
             Bucket::Register => &self.register,
+            Bucket::ResetEmail => &self.reset_email,
         }
     }
 }
@@ -77,7 +83,12 @@ impl RateLimiter for InMemoryRateLimiter {
     }
 
     fn sweep(&self) {
-        for l in [&self.login_ip, &self.login_email, &self.register] {
+        for l in [
+            &self.login_ip,
+            &self.login_email,
+            &self.register,
+            &self.reset_email,
+        ] {
             l.retain_recent();
             l.shrink_to_fit();
         }

@@ -101,6 +101,7 @@ pub async fn seed_demo(
                 role: Set(role.into()),
                 email_verified: Set(true),
                 market_id: Set(market),
+                timezone: Set(None),
                 session_version: Set(0),
                 suspended_at: Set(None),
                 suspension_reason: Set(None),

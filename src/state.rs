@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicU64;
 use crate::config::Settings;
 use crate::domain::DomainCtx;
 use crate::domain::review::ReviewCache;
+use crate::integrations::resend::LogMailer;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 
@@ -24,4 +25,7 @@ pub struct AppState {
     pub statements: Arc<AtomicU64>,
     /// Review previews shared across requests for a few seconds.
     pub review_cache: ReviewCache,
+    /// Development without an email key: the emails the server "sent",
+    /// for `GET /dev/emails`.
+    pub dev_mailbox: Option<Arc<LogMailer>>,
 }

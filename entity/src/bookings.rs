@@ -22,6 +22,13 @@ pub struct Model {
     pub platform_fee_minor: i64,
     pub coach_payout_minor: i64,
     pub payment_deadline: DateTimeUtc,
+    /// When it was confirmed (paid).
+    pub confirmed_at: Option<DateTimeUtc>,
+    /// The 24 h / 1 h reminder was queued (or passed over).
+    #[sea_orm(column_name = "reminded_24h")]
+    pub reminded_24h: bool,
+    #[sea_orm(column_name = "reminded_1h")]
+    pub reminded_1h: bool,
     pub meeting_url: Option<String>,
     pub cancellation_reason: Option<String>,
     /// `CONSUMER`, `COACH`, `ADMIN` or `SYSTEM`.

@@ -10,6 +10,8 @@ pub struct Model {
     pub code: String,
     pub name: String,
     pub currency: String,
+    /// Default IANA time zone of the market's users.
+    pub timezone: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -14,6 +14,8 @@ pub struct Model {
     pub role: String,
     pub email_verified: bool,
     pub market_id: Option<String>,
+    /// IANA time zone for the times in their emails; unset: the market's.
+    pub timezone: Option<String>,
     /// Bumped on password change, reset and suspension: every token carrying
     /// an older version is refused.
     pub session_version: i32,

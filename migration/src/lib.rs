@@ -8,6 +8,7 @@ mod m20261122_000003_create_bookings;
 mod m20261122_000004_announce_listing_changes;
 mod m20261201_000005_generalise_payments;
 mod m20261201_000006_stripe_payments;
+mod m20261201_000007_email_outbox;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_announce_listing_changes::Migration),
             Box::new(m20261201_000005_generalise_payments::Migration),
             Box::new(m20261201_000006_stripe_payments::Migration),
+            Box::new(m20261201_000007_email_outbox::Migration),
         ]
     }
 }

@@ -13,6 +13,7 @@ pub mod action {
     pub const REGISTERED: &str = "auth.registered";
     pub const PASSWORD_CHANGED: &str = "auth.password_changed";
     pub const PASSWORD_RESET: &str = "auth.password_reset";
+    pub const EMAIL_VERIFIED: &str = "auth.email_verified";
     pub const REFRESH_REUSED: &str = "auth.refresh_reused";
     pub const RATE_LIMITED: &str = "auth.rate_limited";
     pub const LOGGED_OUT: &str = "auth.logged_out";

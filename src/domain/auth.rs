@@ -296,6 +296,7 @@ async fn insert_user<C: ConnectionTrait>(
         role: Set(role.as_str().to_string()),
         email_verified: Set(email_verified),
         market_id: Set(market_id),
+        timezone: Set(None),
         session_version: Set(0),
         suspended_at: Set(None),
         suspension_reason: Set(None),
@@ -350,7 +351,7 @@ pub async fn register(
         ));
     }
     let password_hash = hash_password(&password).await?;
-    let uow = UnitOfWork::begin(ctx).await?;
+    let mut uow = UnitOfWork::begin(ctx).await?;
     let txn = uow.db();
     // Two registrations racing past the check above meet the unique index.
     let user = insert_user(
@@ -376,6 +377,7 @@ pub async fn register(
     )
     .await?;
     let refresh = start_session(txn, &user, None, ip).await?;
+    crate::domain::account::send_verification(ctx, &mut uow, &user).await?;
     uow.commit().await?;
     tokens(&ctx.auth, user, refresh)
 }
@@ -654,10 +656,21 @@ pub async fn update_profile(
     ctx: &DomainCtx,
     user: &CurrentUser,
     name: Option<&str>,
+    timezone: Option<&str>,
 ) -> AppResult<users::Model> {
     let mut model: users::ActiveModel = user.user.clone().into();
     if let Some(name) = name {
         model.name = Set(parse_name("name", name)?);
+    }
+    if let Some(tz) = timezone {
+        let tz = tz.trim();
+        if tz.parse::<chrono_tz::Tz>().is_err() || tz.len() > 64 {
+            return Err(AppError::bad_input(
+                "timezone",
+                "an IANA time zone name, e.g. Europe/London",
+            ));
+        }
+        model.timezone = Set(Some(tz.to_string()));
     }
     model.updated_at = Set(Utc::now());
     let uow = UnitOfWork::begin(ctx).await?;

@@ -466,18 +466,26 @@ pub async fn review(
     })
     .await?;
     uow.listing_changed(coach_id);
+    let reviewed = get(uow.db(), coach_id).await?;
+    crate::domain::notify::coach_reviewed(
+        &mut uow,
+        &reviewed,
+        approve,
+        reviewed.rejection_reason.as_deref(),
+    )
+    .await?;
     uow.commit().await?;
     get(&ctx.db, coach_id).await
 }
 
-/// Whether `viewer` may see this profile: the public sees approved,
-/// published ones; the owner and admins always.
 /// Whether money can reach the coach: payouts enabled on a connected
 /// account the platform knows (a destination charge needs one).
 pub fn can_be_paid(profile: &coach_profiles::Model) -> bool {
     profile.payouts_enabled && profile.stripe_account_id.is_some()
 }
 
+/// Whether `viewer` may see this profile: the public sees approved,
+/// published ones; the owner and admins always.
 pub fn visible_to(profile: &coach_profiles::Model, viewer: Option<&CurrentUser>) -> bool {
     if let Some(v) = viewer
         && (v.role == Role::Admin || v.id == profile.user_id)

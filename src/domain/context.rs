@@ -8,10 +8,12 @@ use std::time::Duration;
 use sea_orm::DatabaseConnection;
 
 use crate::domain::auth::Auth;
+use crate::domain::email::Mailer;
 use crate::domain::listing::ListingIndex;
 use crate::domain::payment::PaymentProvider;
 use crate::domain::reference::ReferenceData;
 use crate::domain::revocation::Revocations;
+use crate::email::Templates;
 use crate::events::EventBus;
 
 /// Business figures the rules depend on (from configuration).
@@ -62,4 +64,9 @@ pub struct DomainCtx {
     pub policy: Arc<Policy>,
     /// Sessions ended in this process, for open sockets.
     pub revocations: Arc<Revocations>,
+    /// Sends the outbox's emails.
+    pub mailer: Arc<dyn Mailer>,
+    pub templates: Arc<Templates>,
+    /// Wakes the outbox worker when a unit of work queued an email.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }

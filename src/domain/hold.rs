@@ -68,6 +68,18 @@ fn conflict(msg: &str) -> AppError {
     AppError::Conflict(msg.into())
 }
 
+/// Browsing and signing in need no verified email; holding time and paying
+/// do.
+pub fn require_verified(user: &CurrentUser) -> AppResult<()> {
+    if user.user.email_verified {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "verify your email address first: follow the link we sent (requestEmailVerification sends a new one)",
+        ))
+    }
+}
+
 pub async fn create_hold(
     ctx: &DomainCtx,
     user: &CurrentUser,
@@ -78,6 +90,7 @@ pub async fn create_hold(
     if user.role != Role::Consumer {
         return Err(AppError::Forbidden("only consumers hold slots"));
     }
+    require_verified(user)?;
     let db = &ctx.db;
     let market_id = user
         .user

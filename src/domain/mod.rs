@@ -3,6 +3,7 @@
 //! [`DomainCtx`] and map the result. Every state change runs in a
 //! [`UnitOfWork`](uow::UnitOfWork).
 
+pub mod account;
 pub mod admin;
 pub mod audit;
 pub mod auth;
@@ -10,8 +11,11 @@ pub mod availability;
 pub mod booking;
 pub mod coach;
 pub mod context;
+pub mod email;
 pub mod hold;
 pub mod listing;
+pub mod notify;
+pub mod outbox;
 pub mod payment;
 pub mod payout;
 pub mod reference;

@@ -39,6 +39,8 @@ struct Effects {
     events: Vec<bookings::Model>,
     listings: Listings,
     refunds: Vec<String>,
+    /// An outbox row was written: wake the worker once committed.
+    emails: bool,
 }
 
 pub struct UnitOfWork {
@@ -110,6 +112,11 @@ impl UnitOfWork {
         self.effects.refunds.push(refund_id.to_string());
     }
 
+    /// An email was queued in this transaction (see `domain::email`).
+    pub fn email_queued(&mut self) {
+        self.effects.emails = true;
+    }
+
     /// Commits, then runs the collected effects. An effect that fails is
     /// logged and left to its retrying job; the change itself stands.
     pub async fn commit(self) -> AppResult<()> {
@@ -129,6 +136,9 @@ impl UnitOfWork {
         }
         for booking in effects.events {
             ctx.events.publish(BookingEvent { booking });
+        }
+        if effects.emails {
+            ctx.outbox_wake.notify_one();
         }
         for id in effects.refunds {
             // Boxed: recording the provider's answer runs a unit of work too.
@@ -177,6 +187,9 @@ mod tests {
             events: Arc::new(InProcessBus::new()),
             listings,
             revocations: Arc::default(),
+            mailer: Arc::new(crate::integrations::resend::LogMailer::default()),
+            templates: Arc::new(crate::email::Templates::new().unwrap()),
+            outbox_wake: Arc::default(),
             policy: Arc::new(Policy {
                 hold_ttl: Duration::from_secs(600),
                 min_booking_notice: Duration::from_secs(3600),
@@ -207,6 +220,9 @@ mod tests {
             platform_fee_minor: 10,
             coach_payout_minor: 90,
             payment_deadline: now,
+            confirmed_at: None,
+            reminded_24h: false,
+            reminded_1h: false,
             meeting_url: None,
             cancellation_reason: None,
             cancelled_by: None,

@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 
-use crate::domain::auth;
+use crate::domain::{account, auth};
 use crate::graphql::CtxExt;
 use crate::graphql::guards::{RateLimit, RoleGuard};
 use crate::graphql::scalars::DateTime;
@@ -40,6 +40,8 @@ pub struct RegisterInput {
 #[derive(InputObject)]
 pub struct UpdateProfileInput {
     pub name: Option<String>,
+    /// IANA time zone for the times in emails (e.g. `Europe/London`).
+    pub timezone: Option<String>,
 }
 
 #[derive(Default)]
@@ -143,8 +145,57 @@ impl AuthMutation {
     #[graphql(guard = "RoleGuard::SignedIn")]
     async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> Result<User> {
         let state = ctx.state()?;
-        let user =
-            auth::update_profile(&state.domain, ctx.current_user()?, input.name.as_deref()).await?;
+        let user = auth::update_profile(
+            &state.domain,
+            ctx.current_user()?,
+            input.name.as_deref(),
+            input.timezone.as_deref(),
+        )
+        .await?;
         Ok(User::own(user))
+    }
+
+    /// Sends a new verification email to the signed-in user (nothing when
+    /// the address is verified already).
+    #[graphql(guard = "RoleGuard::SignedIn")]
+    async fn request_email_verification(&self, ctx: &Context<'_>) -> Result<bool> {
+        let state = ctx.state()?;
+        account::request_verification(&state.domain, ctx.current_user()?).await?;
+        Ok(true)
+    }
+
+    /// Verifies the address with the token of the verification link.
+    async fn verify_email(&self, ctx: &Context<'_>, token: String) -> Result<bool> {
+        let state = ctx.state()?;
+        account::verify_email(&state.domain, &token).await?;
+        Ok(true)
+    }
+
+    /// Always `true`: whether the email has an account is never told. At
+    /// most 3 reset emails per address an hour; further requests send
+    /// nothing.
+    async fn request_password_reset(&self, ctx: &Context<'_>, email: String) -> Result<bool> {
+        let state = ctx.state()?;
+        let key = email.trim().to_lowercase();
+        if state.limiter.hit(Bucket::ResetEmail, &key).await.is_err() {
+            tracing::info!("password reset limit reached for an address; nothing sent");
+            return Ok(true);
+        }
+        account::request_password_reset(&state.domain, &email).await?;
+        Ok(true)
+    }
+
+    /// Sets a new password with the token of a reset link; every session
+    /// of the account ends.
+    async fn reset_password(
+        &self,
+        ctx: &Context<'_>,
+        token: String,
+        new_password: String,
+    ) -> Result<bool> {
+        let state = ctx.state()?;
+        let ip = ctx.request()?.ip_string();
+        account::reset_password(&state.domain, &token, &new_password, ip.as_deref()).await?;
+        Ok(true)
     }
 }

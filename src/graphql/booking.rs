@@ -159,6 +159,16 @@ pub struct Refund {
     admin: bool,
 }
 
+impl Refund {
+    pub fn for_admin(model: entity::refunds::Model) -> Self {
+        Refund {
+            currency: model.currency.clone(),
+            model,
+            admin: true,
+        }
+    }
+}
+
 #[Object]
 impl Refund {
     async fn id(&self) -> ID {

@@ -10,6 +10,7 @@ pub mod cost;
 pub mod errors;
 pub mod guards;
 pub mod loaders;
+pub mod problems;
 pub mod reference;
 pub mod scalars;
 pub mod schema;

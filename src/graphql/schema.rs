@@ -6,6 +6,7 @@ use crate::graphql::admin::{AdminMutation, AdminQuery};
 use crate::graphql::auth::{AuthMutation, AuthQuery};
 use crate::graphql::booking::{BookingMutation, BookingQuery, BookingSubscription};
 use crate::graphql::coach::{CoachMutation, CoachQuery};
+use crate::graphql::problems::ProblemsQuery;
 use crate::graphql::reference::ReferenceQuery;
 use crate::state::AppState;
 
@@ -17,6 +18,7 @@ pub struct QueryRoot(
     CoachQuery,
     BookingQuery,
     AdminQuery,
+    ProblemsQuery,
 );
 
 #[derive(MergedObject, Default)]

@@ -104,6 +104,26 @@ impl User {
     async fn email_verified(&self) -> bool {
         self.model.email_verified
     }
+    /// The zone the times in their emails are shown in: their own choice,
+    /// else their market's. Visible like `email`.
+    async fn timezone(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        let visible = self.is_viewer
+            || match ctx.current_user() {
+                Ok(me) => me.id == self.model.id || me.role == DomainRole::Admin,
+                Err(_) => false,
+            };
+        if !visible {
+            return Ok(None);
+        }
+        let state = ctx.state()?;
+        Ok(self.model.timezone.clone().or_else(|| {
+            self.model
+                .market_id
+                .as_deref()
+                .and_then(|id| state.domain.reference.market(id))
+                .map(|m| m.timezone.clone())
+        }))
+    }
     async fn market(&self, ctx: &Context<'_>) -> Result<Option<Market>> {
         let state = ctx.state()?;
         Ok(self

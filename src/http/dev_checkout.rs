@@ -133,3 +133,39 @@ pub async fn payouts_enable(
         }
     }
 }
+
+/// Development without an email key: the last emails the server "sent"
+/// (recipient, subject, text, link), newest first, as JSON; `?to=` filters
+/// by recipient. Answers only this machine (the links hold tokens).
+pub async fn mailbox(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let Some(mailbox) = state
+        .dev_mailbox
+        .as_ref()
+        .filter(|_| peer.ip().is_loopback())
+    else {
+        return crate::http::graphql::error_body(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "no such route",
+        );
+    };
+    let to = q.get("to").map(|t| t.trim().to_lowercase());
+    let emails: Vec<serde_json::Value> = mailbox
+        .recent()
+        .into_iter()
+        .filter(|e| {
+            to.as_deref()
+                .is_none_or(|t| e["to"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(t)))
+        })
+        .collect();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "emails": emails }).to_string(),
+    )
+        .into_response()
+}

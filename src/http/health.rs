@@ -36,6 +36,10 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    match crate::domain::outbox::count_by_status(&state.domain.db).await {
+        Ok(counts) => state.metrics.set_outbox(&counts),
+        Err(e) => tracing::warn!(error = ?e, "outbox figures unavailable for /metrics"),
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

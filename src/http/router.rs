@@ -53,6 +53,9 @@ pub fn router(state: AppState, schema: AppSchema, stop: watch::Receiver<bool>) -
                 get(dev_checkout::payouts_page).post(dev_checkout::payouts_enable),
             );
     }
+    if state.dev_mailbox.is_some() && !settings.is_production() {
+        api = api.route("/dev/emails", get(dev_checkout::mailbox));
+    }
     if settings.playground_enabled {
         api = api
             .route("/playground", get(playground::page))

@@ -3,4 +3,5 @@
 //! development), and later the email service.
 
 pub mod dev_payments;
+pub mod resend;
 pub mod stripe;

@@ -13,6 +13,7 @@ pub fn spawn(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>
     vec![
         tokio::spawn(housekeeping(state.clone(), stop.clone())),
         tokio::spawn(bookings(state.clone(), stop.clone())),
+        tokio::spawn(outbox(state.clone(), stop.clone())),
         tokio::spawn(crate::domain::listing::listen(
             state.domain.listings.clone(),
             state.domain.db.clone(),
@@ -33,6 +34,43 @@ async fn bookings(state: AppState, mut stop: watch::Receiver<bool>) {
         }
         if let Err(err) = crate::domain::booking::sweep(&state.domain).await {
             tracing::warn!(error = ?err, "booking sweep failed; will retry");
+        }
+        let now = chrono::Utc::now();
+        if let Err(err) = crate::domain::outbox::queue_reminders(&state.domain, now).await {
+            tracing::warn!(error = ?err, "could not queue reminders; will retry");
+        }
+    }
+}
+
+/// Sends the outbox's emails: woken at once by a unit of work that queued
+/// one, and every few seconds for retries that come due (and emails queued
+/// by another instance).
+async fn outbox(state: AppState, mut stop: watch::Receiver<bool>) {
+    let wake = state.domain.outbox_wake.clone();
+    loop {
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+            _ = stop.changed() => return,
+        }
+        loop {
+            // Small batches: a batch is sent well within its lease even at
+            // Resend's default pace of 2 per second.
+            match crate::domain::outbox::deliver_due(&state.domain, 10).await {
+                Ok(done) => {
+                    state.metrics.emails(&done);
+                    if done.handled() == 0 {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = ?err, "outbox pass failed; will retry");
+                    break;
+                }
+            }
+            if *stop.borrow() {
+                return;
+            }
         }
     }
 }

@@ -14,6 +14,8 @@ fn production() -> SettingsArgs {
     a.cors_allowed_origins = "https://app.maestrohub.example".into();
     a.stripe_secret_key = Some("sk_live_placeholder_for_config_checks".into());
     a.stripe_webhook_secret = Some("whsec_placeholder_for_config_checks".into());
+    a.resend_api_key = Some("re_placeholder_for_config_checks".into());
+    a.email_from = Some("Maestro Hub <hello@maestrohub.example>".into());
     a
 }
 
@@ -63,6 +65,13 @@ fn every_production_refusal() {
         refusal(a).contains("STRIPE_SECRET_KEY"),
         "the development payment provider is refused"
     );
+
+    let mut a = production();
+    a.resend_api_key = None;
+    assert!(refusal(a).contains("RESEND_API_KEY"), "emails must be sent");
+    let mut a = production();
+    a.email_from = None;
+    assert!(refusal(a).contains("EMAIL_FROM"));
 
     let mut a = production();
     a.database_url = "sqlite://maestro-hub.db?mode=rwc".into();

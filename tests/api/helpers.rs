@@ -64,6 +64,10 @@ pub fn default_args(database_url: &str) -> SettingsArgs {
         stripe_api_base: "https://api.stripe.com/".into(),
         stripe_timeout_seconds: 15,
         payment_reconcile_after_seconds: 600,
+        resend_api_key: None,
+        resend_base_url: "https://api.resend.com".into(),
+        email_from: None,
+        resend_rate_limit: None,
         limits: maestro_hub::config::LimitArgs::defaults(),
     }
 }
@@ -206,8 +210,31 @@ impl TestApp {
         res.json().await.expect("json body")
     }
 
-    /// Registers an account and returns its sign-in payload.
+    /// Registers an account with a verified email (as after following the
+    /// verification link; `emails.rs` tests that link itself) and returns
+    /// its sign-in payload.
     pub async fn register(&self, email: &str, role: &str, market: Option<&str>) -> Value {
+        let payload = self.register_unverified(email, role, market).await;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        entity::users::Entity::update_many()
+            .col_expr(
+                entity::users::Column::EmailVerified,
+                sea_orm::sea_query::Expr::value(true),
+            )
+            .filter(entity::users::Column::Email.eq(email.trim().to_lowercase()))
+            .exec(&self.state.domain.db)
+            .await
+            .unwrap();
+        payload
+    }
+
+    /// Registers an account as a new user does: email not verified yet.
+    pub async fn register_unverified(
+        &self,
+        email: &str,
+        role: &str,
+        market: Option<&str>,
+    ) -> Value {
         let v = self
             .gql(
                 "mutation($input: RegisterInput!) { register(input: $input) {

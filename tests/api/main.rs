@@ -10,6 +10,8 @@ mod cli;
 mod coaches;
 mod config;
 mod crash;
+mod emails;
+mod fake_resend;
 mod fake_stripe;
 mod hardening;
 mod helpers;

@@ -56,6 +56,7 @@ async fn insert(app: &TestApp, s: Spec) -> String {
         role: Set("COACH".into()),
         email_verified: Set(true),
         market_id: Set(Some(market.id.clone())),
+        timezone: Set(None),
         session_version: Set(0),
         suspended_at: Set(None),
         suspension_reason: Set(None),

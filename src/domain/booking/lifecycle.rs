@@ -71,6 +71,7 @@ pub async fn book_hold(
     package_purchase_id: Option<&str>,
 ) -> AppResult<(bookings::Model, payments::Model)> {
     let db = &ctx.db;
+    hold::require_verified(user)?;
     let hold = hold::own_hold(db, user, hold_id).await?;
     if package_purchase_id.is_some() {
         return Err(AppError::NotFound("package purchase"));
@@ -145,6 +146,9 @@ pub async fn book_hold(
         platform_fee_minor: Set(p.platform_fee_minor),
         coach_payout_minor: Set(p.coach_payout_minor),
         payment_deadline: Set(deadline),
+        confirmed_at: Set(None),
+        reminded_24h: Set(false),
+        reminded_1h: Set(false),
         meeting_url: Set(None),
         cancellation_reason: Set(None),
         cancelled_by: Set(None),
@@ -438,6 +442,7 @@ pub async fn confirm_paid(
             .unwrap_or_else(|| room_link(&ctx.policy.public_base_url));
         move_status(uow.db(), &booking, Event::PaymentSucceeded, |u| {
             u.col_expr(bookings::Column::MeetingUrl, Expr::value(link))
+                .col_expr(bookings::Column::ConfirmedAt, Expr::value(Utc::now()))
         })
         .await?;
         audit_booking(uow, action::BOOKING_CONFIRMED, None, &booking.id, None).await?;
@@ -513,7 +518,18 @@ pub async fn admin_refund(
             format!("at most {remaining} (minor units) remains to refund"),
         ));
     }
-    payment::decide_refund(&mut uow, &payment, amount_minor, "admin refund").await?;
+    if let Some(refund) =
+        payment::decide_refund(&mut uow, &payment, amount_minor, "admin refund").await?
+    {
+        crate::domain::notify::refund_issued(
+            &mut uow,
+            &booking.consumer_id,
+            &refund.id,
+            amount_minor,
+            &payment.currency,
+        )
+        .await?;
+    }
     add_refunded(&uow, &booking.id, amount_minor, Some(&admin.id)).await?;
     publish_current(&mut uow, &booking.id).await?;
     let updated = load(uow.db(), &booking.id).await?;
@@ -627,6 +643,15 @@ async fn settle(
     )
     .await?;
     let updated = load(uow.db(), &booking.id).await?;
+    if event == Event::Cancel {
+        crate::domain::notify::booking_cancelled(
+            &mut uow,
+            &updated,
+            refund_minor,
+            reason.as_deref().unwrap_or_default(),
+        )
+        .await?;
+    }
     uow.publish(updated.clone());
     uow.commit().await?;
     Ok(updated)

@@ -25,6 +25,7 @@ use sea_orm::{
 use crate::domain::audit::{Entry, action};
 use crate::domain::booking::{self, PaidOutcome};
 use crate::domain::context::DomainCtx;
+use crate::domain::notify;
 use crate::domain::uow::UnitOfWork;
 use crate::error::{AppError, AppResult};
 use entity::payments;
@@ -512,9 +513,26 @@ pub async fn settle_paid(
                 booking::lapse_in(uow, booking_id, "the payment was refunded", false).await?;
                 PaidOutcome::Confirmed
             };
+            let settled = entity::bookings::Entity::find_by_id(booking_id.clone())
+                .one(uow.db())
+                .await?
+                .ok_or(AppError::NotFound("booking"))?;
             if outcome == PaidOutcome::Lapsed {
-                decide_refund(uow, &payment, remaining, "late payment").await?;
+                if let Some(refund) =
+                    decide_refund(uow, &payment, remaining, "late payment").await?
+                {
+                    notify::refund_issued(
+                        uow,
+                        &settled.consumer_id,
+                        &refund.id,
+                        refund.amount_minor,
+                        &payment.currency,
+                    )
+                    .await?;
+                }
                 booking::add_refunded(uow, booking_id, remaining, None).await?;
+            } else if settled.status == booking::BookingStatus::Confirmed.as_str() {
+                notify::booking_confirmed(uow, &settled, Some(&payment.id)).await?;
             }
             booking::publish_current(uow, booking_id).await?;
         }

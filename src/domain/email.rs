@@ -1,0 +1,153 @@
+//! Emails through the transactional outbox. Domain code queues an email
+//! with [`queue`] inside its unit of work, so the row commits (or rolls
+//! back) with the change it announces; the outbox worker
+//! ([`crate::domain::outbox`]) sends it after the commit, through a
+//! [`Mailer`], with the row's idempotency key.
+
+use chrono::Utc;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ConnectionTrait, EntityTrait, Set};
+
+use crate::domain::uow::UnitOfWork;
+use crate::email::Template;
+use crate::error::{AppError, AppResult};
+use entity::{outbox, users};
+
+/// One email ready to hand to the provider.
+pub struct Outgoing<'a> {
+    pub to: &'a str,
+    pub subject: &'a str,
+    pub html: &'a str,
+    pub text: &'a str,
+    /// Unique per logical email: the provider dedupes a repeated send.
+    pub idempotency_key: &'a str,
+    /// Development: a link worth showing in the log line.
+    pub link: Option<&'a str>,
+}
+
+/// A send that failed. `retryable` is false for a refusal that would
+/// refuse again (a 4xx other than 429).
+#[derive(Debug, Clone)]
+pub struct MailError {
+    pub message: String,
+    pub retryable: bool,
+}
+
+#[async_trait::async_trait]
+pub trait Mailer: Send + Sync {
+    /// Sends one email; the provider's id on success.
+    async fn send(&self, email: Outgoing<'_>) -> Result<String, MailError>;
+}
+
+/// Who an email goes to, and how they read times.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    pub user_id: String,
+    pub email: String,
+    pub name: String,
+    /// IANA zone: the user's own, else their market's, else UTC.
+    pub timezone: String,
+}
+
+pub async fn recipient<C: ConnectionTrait>(db: &C, user_id: &str) -> AppResult<Recipient> {
+    let user = users::Entity::find_by_id(user_id.to_string())
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("user"))?;
+    let market_tz = match &user.market_id {
+        Some(m) => entity::markets::Entity::find_by_id(m.clone())
+            .one(db)
+            .await?
+            .map(|m| m.timezone),
+        None => None,
+    };
+    Ok(Recipient {
+        timezone: user
+            .timezone
+            .clone()
+            .or(market_tz)
+            .unwrap_or_else(|| "UTC".into()),
+        user_id: user.id,
+        email: user.email,
+        name: user.name,
+    })
+}
+
+/// Queues `template` to `to` inside the unit of work. `key` names the
+/// logical email: queuing it again is a no-op, so a retried change never
+/// sends twice. The recipient's name and time zone are added to `data`.
+pub async fn queue(
+    uow: &mut UnitOfWork,
+    to: &Recipient,
+    template: Template,
+    key: &str,
+    mut data: serde_json::Value,
+) -> AppResult<()> {
+    if let Some(map) = data.as_object_mut() {
+        map.entry("name").or_insert_with(|| to.name.clone().into());
+        map.entry("tz")
+            .or_insert_with(|| to.timezone.clone().into());
+    }
+    let now = Utc::now();
+    let inserted = outbox::Entity::insert(outbox::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        channel: Set("email".into()),
+        recipient: Set(to.email.clone()),
+        user_id: Set(Some(to.user_id.clone())),
+        template: Set(template.as_str().into()),
+        data: Set(data.to_string()),
+        idempotency_key: Set(key.chars().take(255).collect()),
+        status: Set(OutboxStatus::Pending.as_str().into()),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        locked_until: Set(None),
+        last_error: Set(None),
+        provider_ref: Set(None),
+        created_at: Set(now),
+        sent_at: Set(None),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(outbox::Column::IdempotencyKey)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(uow.db())
+    .await?;
+    if inserted == 1 {
+        uow.email_queued();
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxStatus {
+    Pending,
+    Sent,
+    /// Every attempt failed, or the provider refused it for good.
+    Dead,
+    /// No longer true when its turn came (a cancelled booking's reminder).
+    Skipped,
+}
+
+impl OutboxStatus {
+    pub const ALL: [OutboxStatus; 4] = [
+        OutboxStatus::Pending,
+        OutboxStatus::Sent,
+        OutboxStatus::Dead,
+        OutboxStatus::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "PENDING",
+            OutboxStatus::Sent => "SENT",
+            OutboxStatus::Dead => "DEAD",
+            OutboxStatus::Skipped => "SKIPPED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}

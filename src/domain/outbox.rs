@@ -1,0 +1,331 @@
+//! The outbox worker's rules: claim due emails with a lease, send each
+//! outside any transaction, record the outcome; and the reminder job that
+//! queues each session reminder once.
+//!
+//! A claim is a conditional update of `locked_until` whose affected-row
+//! count decides who owns the row (on PostgreSQL one statement with `FOR
+//! UPDATE SKIP LOCKED`, so workers never wait on each other). A worker
+//! that dies mid-send loses its lease after [`LEASE`]; the next owner
+//! sends with the same idempotency key, which the provider dedupes, so an
+//! email is never sent twice.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement,
+};
+
+use crate::domain::booking::BookingStatus;
+use crate::domain::context::DomainCtx;
+use crate::domain::email::{OutboxStatus, Outgoing};
+use crate::domain::notify;
+use crate::domain::uow::UnitOfWork;
+use crate::email::Template;
+use crate::error::AppResult;
+use entity::{bookings, outbox};
+
+/// Attempts before an email is given up (dead): with [`backoff`], about
+/// half an hour of trying.
+pub const MAX_ATTEMPTS: i32 = 12;
+/// How long a worker owns a claimed row.
+pub const LEASE: chrono::Duration = chrono::Duration::seconds(120);
+
+/// The wait after a failed attempt `attempts` (0-based): 2 s doubling to at
+/// most 5 minutes, plus up to a fifth more at random.
+pub fn backoff(attempts: i32) -> Duration {
+    let base = 2u64.saturating_mul(1u64 << attempts.clamp(0, 16) as u32);
+    let capped = Ord::min(base, 300);
+    let jitter_ms = rand::rng().random_range(0..=capped * 200);
+    Duration::from_millis(capped * 1000 + jitter_ms)
+}
+
+/// What one pass of the worker did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub sent: usize,
+    pub retried: usize,
+    pub dead: usize,
+    pub skipped: usize,
+}
+
+impl Delivery {
+    pub fn handled(&self) -> usize {
+        self.sent + self.retried + self.dead + self.skipped
+    }
+}
+
+/// Claims up to `batch` due rows for this worker.
+async fn claim(ctx: &DomainCtx, now: DateTime<Utc>, batch: u64) -> AppResult<Vec<String>> {
+    let until = now + LEASE;
+    if ctx.db.get_database_backend() == DatabaseBackend::Postgres {
+        let rows = ctx
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "UPDATE outbox SET locked_until = $1 WHERE id IN ( \
+                   SELECT id FROM outbox WHERE status = 'PENDING' AND next_attempt_at <= $2 \
+                   AND (locked_until IS NULL OR locked_until < $2) \
+                   ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id",
+                [until.into(), now.into(), (batch as i64).into()],
+            ))
+            .await?;
+        return Ok(rows
+            .iter()
+            .filter_map(|r| r.try_get::<String>("", "id").ok())
+            .collect());
+    }
+    let free = Condition::any()
+        .add(outbox::Column::LockedUntil.is_null())
+        .add(outbox::Column::LockedUntil.lt(now));
+    let due = outbox::Entity::find()
+        .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+        .filter(outbox::Column::NextAttemptAt.lte(now))
+        .filter(free.clone())
+        .order_by_asc(outbox::Column::NextAttemptAt)
+        .limit(batch)
+        .all(&ctx.db)
+        .await?;
+    let mut owned = Vec::with_capacity(due.len());
+    for row in due {
+        let taken = outbox::Entity::update_many()
+            .col_expr(outbox::Column::LockedUntil, Expr::value(until))
+            .filter(outbox::Column::Id.eq(row.id.clone()))
+            .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+            .filter(free.clone())
+            .exec(&ctx.db)
+            .await?;
+        if taken.rows_affected == 1 {
+            owned.push(row.id);
+        }
+    }
+    Ok(owned)
+}
+
+/// Sends what is due (one batch). Safe to run in any number of workers at
+/// once.
+pub async fn deliver_due(ctx: &DomainCtx, batch: u64) -> AppResult<Delivery> {
+    let now = Utc::now();
+    let mut done = Delivery::default();
+    for id in claim(ctx, now, batch).await? {
+        let Some(row) = outbox::Entity::find_by_id(id).one(&ctx.db).await? else {
+            continue;
+        };
+        match deliver(ctx, &row).await? {
+            OutboxStatus::Sent => done.sent += 1,
+            OutboxStatus::Dead => done.dead += 1,
+            OutboxStatus::Skipped => done.skipped += 1,
+            OutboxStatus::Pending => done.retried += 1,
+        }
+    }
+    Ok(done)
+}
+
+/// Whether the email is still true to send (a reminder of a booking
+/// cancelled since it was queued is not).
+async fn still_true(
+    ctx: &DomainCtx,
+    template: Template,
+    data: &serde_json::Value,
+) -> AppResult<bool> {
+    if template != Template::Reminder {
+        return Ok(true);
+    }
+    let Some(booking_id) = data.get("booking_id").and_then(|v| v.as_str()) else {
+        return Ok(false);
+    };
+    let booking = bookings::Entity::find_by_id(booking_id.to_string())
+        .one(&ctx.db)
+        .await?;
+    Ok(booking
+        .is_some_and(|b| b.status == BookingStatus::Confirmed.as_str() && b.start_at > Utc::now()))
+}
+
+async fn deliver(ctx: &DomainCtx, row: &outbox::Model) -> AppResult<OutboxStatus> {
+    let data: serde_json::Value = serde_json::from_str(&row.data).unwrap_or_default();
+    let Some(template) = Template::parse(&row.template) else {
+        return finish(ctx, row, OutboxStatus::Dead, None, Some("unknown template")).await;
+    };
+    if !still_true(ctx, template, &data).await? {
+        return finish(ctx, row, OutboxStatus::Skipped, None, None).await;
+    }
+    let rendered = match ctx.templates.render(template, &data) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(email = %row.id, error = %e, "email could not be rendered");
+            return finish(ctx, row, OutboxStatus::Dead, None, Some(&e)).await;
+        }
+    };
+    let sent = ctx
+        .mailer
+        .send(Outgoing {
+            to: &row.recipient,
+            subject: &rendered.subject,
+            html: &rendered.html,
+            text: &rendered.text,
+            idempotency_key: &row.idempotency_key,
+            link: data.get("link").and_then(|l| l.as_str()),
+        })
+        .await;
+    match sent {
+        Ok(provider_ref) => finish(ctx, row, OutboxStatus::Sent, Some(provider_ref), None).await,
+        Err(e) if e.retryable && row.attempts + 1 < MAX_ATTEMPTS => {
+            let next = Utc::now()
+                + chrono::Duration::from_std(backoff(row.attempts))
+                    .unwrap_or(chrono::Duration::minutes(5));
+            tracing::warn!(email = %row.id, template = %row.template, attempt = row.attempts + 1, error = %e.message, "email not sent; will retry");
+            let uow = UnitOfWork::begin(ctx).await?;
+            outbox::Entity::update_many()
+                .col_expr(outbox::Column::Attempts, Expr::value(row.attempts + 1))
+                .col_expr(outbox::Column::NextAttemptAt, Expr::value(next))
+                .col_expr(
+                    outbox::Column::LockedUntil,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                .col_expr(outbox::Column::LastError, Expr::value(truncate(&e.message)))
+                .col_expr(outbox::Column::UpdatedAt, Expr::value(Utc::now()))
+                .filter(outbox::Column::Id.eq(row.id.clone()))
+                .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+                .exec(uow.db())
+                .await?;
+            uow.commit().await?;
+            Ok(OutboxStatus::Pending)
+        }
+        Err(e) => {
+            tracing::error!(email = %row.id, template = %row.template, attempts = row.attempts + 1, error = %e.message, "email given up");
+            finish(ctx, row, OutboxStatus::Dead, None, Some(&e.message)).await
+        }
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(500).collect()
+}
+
+/// Records a final outcome; links (which carry tokens) leave the row.
+async fn finish(
+    ctx: &DomainCtx,
+    row: &outbox::Model,
+    status: OutboxStatus,
+    provider_ref: Option<String>,
+    error: Option<&str>,
+) -> AppResult<OutboxStatus> {
+    let mut data: serde_json::Value = serde_json::from_str(&row.data).unwrap_or_default();
+    if let Some(map) = data.as_object_mut() {
+        map.remove("link");
+    }
+    let now = Utc::now();
+    let mut update = outbox::Entity::update_many()
+        .col_expr(outbox::Column::Status, Expr::value(status.as_str()))
+        .col_expr(outbox::Column::Data, Expr::value(data.to_string()))
+        .col_expr(
+            outbox::Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(outbox::Column::UpdatedAt, Expr::value(now))
+        .filter(outbox::Column::Id.eq(row.id.clone()))
+        .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()));
+    if status != OutboxStatus::Skipped {
+        update = update.col_expr(outbox::Column::Attempts, Expr::value(row.attempts + 1));
+    }
+    if status == OutboxStatus::Sent {
+        update = update
+            .col_expr(outbox::Column::SentAt, Expr::value(now))
+            .col_expr(outbox::Column::ProviderRef, Expr::value(provider_ref));
+    }
+    if let Some(e) = error {
+        update = update.col_expr(outbox::Column::LastError, Expr::value(truncate(e)));
+    }
+    let uow = UnitOfWork::begin(ctx).await?;
+    update.exec(uow.db()).await?;
+    uow.commit().await?;
+    Ok(status)
+}
+
+/// How many outbox rows are in each status (every status listed, zeros
+/// included).
+pub async fn count_by_status(db: &sea_orm::DatabaseConnection) -> AppResult<Vec<(String, i64)>> {
+    let mut out = Vec::new();
+    for status in OutboxStatus::ALL {
+        let n = outbox::Entity::find()
+            .filter(outbox::Column::Status.eq(status.as_str()))
+            .count(db)
+            .await?;
+        out.push((
+            status.as_str().to_string(),
+            i64::try_from(n).unwrap_or(i64::MAX),
+        ));
+    }
+    Ok(out)
+}
+
+/// The two reminders: (kind, how far ahead, how the email says it).
+const REMINDERS: [(&str, chrono::Duration, &str); 2] = [
+    ("24h", chrono::Duration::hours(24), "24 hours"),
+    ("1h", chrono::Duration::hours(1), "1 hour"),
+];
+
+/// Queues the reminders now due, each exactly once per booking and kind
+/// (a flag on the booking, set in the same unit of work, and the email's
+/// unique key). A booking confirmed after a reminder's time gets no such
+/// reminder. Returns how many bookings were reminded.
+pub async fn queue_reminders(ctx: &DomainCtx, now: DateTime<Utc>) -> AppResult<usize> {
+    let mut queued = 0;
+    for (kind, ahead, lead) in REMINDERS {
+        let flag = if kind == "24h" {
+            bookings::Column::Reminded24h
+        } else {
+            bookings::Column::Reminded1h
+        };
+        let due = bookings::Entity::find()
+            .filter(bookings::Column::Status.eq(BookingStatus::Confirmed.as_str()))
+            .filter(bookings::Column::StartAt.gt(now))
+            .filter(bookings::Column::StartAt.lte(now + ahead))
+            .filter(flag.eq(false))
+            .limit(200)
+            .all(&ctx.db)
+            .await?;
+        for b in due {
+            let mut uow = UnitOfWork::begin(ctx).await?;
+            let marked = bookings::Entity::update_many()
+                .col_expr(flag, Expr::value(true))
+                .filter(bookings::Column::Id.eq(b.id.clone()))
+                .filter(flag.eq(false))
+                .exec(uow.db())
+                .await?;
+            if marked.rows_affected != 1 {
+                continue;
+            }
+            // Confirmed after the reminder's time: that reminder is not sent.
+            let in_time = b.confirmed_at.is_some_and(|c| c <= b.start_at - ahead);
+            if in_time {
+                notify::reminder(&mut uow, &b, kind, lead).await?;
+                queued += 1;
+            }
+            uow.commit().await?;
+        }
+    }
+    Ok(queued)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_retry_comes_within_seconds_and_the_wait_is_capped() {
+        let first = backoff(0);
+        assert!(first >= Duration::from_secs(2) && first <= Duration::from_millis(2400));
+        for n in [8, 11, 40] {
+            let b = backoff(n);
+            assert!(
+                b >= Duration::from_secs(300) && b <= Duration::from_secs(360),
+                "{n}: {b:?}"
+            );
+        }
+    }
+}

@@ -171,17 +171,28 @@ impl AuthMutation {
         Ok(true)
     }
 
-    /// Always `true`: whether the email has an account is never told. At
-    /// most 3 reset emails per address an hour; further requests send
-    /// nothing.
+    /// Always `true`: whether the email has an account is never told, by
+    /// the answer or by its timing (the lookup and the email run after the
+    /// answer). At most 3 reset emails per address an hour; further
+    /// requests send nothing.
     async fn request_password_reset(&self, ctx: &Context<'_>, email: String) -> Result<bool> {
         let state = ctx.state()?;
-        let key = email.trim().to_lowercase();
-        if state.limiter.hit(Bucket::ResetEmail, &key).await.is_err() {
+        let parsed = crate::domain::types::Email::parse(&email)?;
+        if state
+            .limiter
+            .hit(Bucket::ResetEmail, parsed.as_str())
+            .await
+            .is_err()
+        {
             tracing::info!("password reset limit reached for an address; nothing sent");
             return Ok(true);
         }
-        account::request_password_reset(&state.domain, &email).await?;
+        let domain = state.domain.clone();
+        tokio::spawn(async move {
+            if let Err(e) = account::request_password_reset(&domain, parsed.as_str()).await {
+                tracing::warn!(error = ?e, "password reset email could not be queued");
+            }
+        });
         Ok(true)
     }
 

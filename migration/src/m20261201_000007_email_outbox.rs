@@ -201,6 +201,15 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
+        // Bookings confirmed before this migration: their last change is
+        // the best known confirmation time.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "UPDATE bookings SET confirmed_at = updated_at \
+                 WHERE status IN ('CONFIRMED', 'COMPLETED', 'NO_SHOW_CONSUMER', 'NO_SHOW_COACH')",
+            )
+            .await?;
         Ok(())
     }
 }

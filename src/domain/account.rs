@@ -9,7 +9,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 
 use crate::domain::audit::{Entry, action};
 use crate::domain::auth::{
@@ -99,7 +99,7 @@ pub async fn send_verification(
         &to,
         Template::VerifyEmail,
         &format!("verify:{id}"),
-        serde_json::json!({ "link": link }),
+        serde_json::json!({ "link": link, "token_id": id }),
     )
     .await
 }
@@ -117,6 +117,23 @@ pub async fn request_verification(ctx: &DomainCtx, user: &CurrentUser) -> AppRes
     let mut uow = UnitOfWork::begin(ctx).await?;
     send_verification(ctx, &mut uow, &fresh).await?;
     uow.commit().await
+}
+
+/// Whether the token could be spent (read only; `spend` decides).
+async fn usable(ctx: &DomainCtx, raw: &str, purpose: Purpose) -> AppResult<()> {
+    if raw.is_empty() || raw.len() > 100 {
+        return Err(invalid_link());
+    }
+    let row = user_tokens::Entity::find()
+        .filter(user_tokens::Column::TokenHash.eq(hash_refresh_token(raw)))
+        .filter(user_tokens::Column::Purpose.eq(purpose.as_str()))
+        .one(&ctx.db)
+        .await?
+        .ok_or_else(invalid_link)?;
+    if row.used_at.is_some() || row.expires_at <= Utc::now() {
+        return Err(invalid_link());
+    }
+    Ok(())
 }
 
 /// Spends a token of `purpose` inside the unit of work: the user it was
@@ -179,6 +196,17 @@ pub async fn request_password_reset(ctx: &DomainCtx, email: &str) -> AppResult<(
         return Ok(());
     }
     let mut uow = UnitOfWork::begin(ctx).await?;
+    // At most 3 reset emails an hour per account, counted where every
+    // instance sees it (the per-address limiter in front is per instance).
+    let recent = user_tokens::Entity::find()
+        .filter(user_tokens::Column::UserId.eq(user.id.clone()))
+        .filter(user_tokens::Column::Purpose.eq(Purpose::ResetPassword.as_str()))
+        .filter(user_tokens::Column::CreatedAt.gt(Utc::now() - chrono::Duration::hours(1)))
+        .count(uow.db())
+        .await?;
+    if recent >= 3 {
+        return Ok(());
+    }
     let (id, link) = issue(ctx, &uow, &user.id, Purpose::ResetPassword).await?;
     let to = recipient(uow.db(), &user.id).await?;
     email::queue(
@@ -186,7 +214,7 @@ pub async fn request_password_reset(ctx: &DomainCtx, email: &str) -> AppResult<(
         &to,
         Template::PasswordReset,
         &format!("reset:{id}"),
-        serde_json::json!({ "link": link }),
+        serde_json::json!({ "link": link, "token_id": id }),
     )
     .await?;
     uow.commit().await
@@ -201,6 +229,8 @@ pub async fn reset_password(
     ip: Option<&str>,
 ) -> AppResult<()> {
     let password = Password::parse("newPassword", new_password)?;
+    // A link that cannot work costs no password hashing.
+    usable(ctx, token, Purpose::ResetPassword).await?;
     let hash = hash_password(&password).await?;
     let mut uow = UnitOfWork::begin(ctx).await?;
     let user_id = spend(&uow, token, Purpose::ResetPassword).await?;

@@ -83,19 +83,30 @@ pub async fn booking_confirmed(
     )
     .await?;
     if let Some(payment_id) = payment_id {
-        email::queue(
-            uow,
-            &s.consumer,
-            Template::PaymentReceipt,
-            &format!("receipt:{payment_id}"),
-            with(
-                data,
-                serde_json::json!({ "other_name": s.coach_name, "reference": payment_id }),
-            ),
-        )
-        .await?;
+        payment_receipt(uow, b, payment_id).await?;
     }
     Ok(())
+}
+
+/// The consumer's receipt for money that arrived (also when it is going
+/// straight back, for a booking that lapsed first).
+pub async fn payment_receipt(
+    uow: &mut UnitOfWork,
+    b: &bookings::Model,
+    payment_id: &str,
+) -> AppResult<()> {
+    let s = sides(uow, b).await?;
+    email::queue(
+        uow,
+        &s.consumer,
+        Template::PaymentReceipt,
+        &format!("receipt:{payment_id}"),
+        with(
+            booking_data(b),
+            serde_json::json!({ "other_name": s.coach_name, "reference": payment_id }),
+        ),
+    )
+    .await
 }
 
 /// To both sides, with the refund the consumer gets.

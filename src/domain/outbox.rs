@@ -96,6 +96,7 @@ async fn claim(ctx: &DomainCtx, now: DateTime<Utc>, batch: u64) -> AppResult<Vec
             .col_expr(outbox::Column::LockedUntil, Expr::value(until))
             .filter(outbox::Column::Id.eq(row.id.clone()))
             .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+            .filter(outbox::Column::NextAttemptAt.lte(now))
             .filter(free.clone())
             .exec(&ctx.db)
             .await?;
@@ -115,6 +116,26 @@ pub async fn deliver_due(ctx: &DomainCtx, batch: u64) -> AppResult<Delivery> {
         let Some(row) = outbox::Entity::find_by_id(id).one(&ctx.db).await? else {
             continue;
         };
+        // A fresh lease for this row alone, just before its send (a batch
+        // can take a while at a slow pace); its time is our claim token.
+        let Some(lease) = row.locked_until else {
+            continue;
+        };
+        let until = Utc::now() + LEASE;
+        let renewed = outbox::Entity::update_many()
+            .col_expr(outbox::Column::LockedUntil, Expr::value(until))
+            .filter(outbox::Column::Id.eq(row.id.clone()))
+            .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+            .filter(outbox::Column::LockedUntil.eq(lease))
+            .exec(&ctx.db)
+            .await?;
+        if renewed.rows_affected != 1 {
+            continue;
+        }
+        let row = outbox::Model {
+            locked_until: Some(until),
+            ..row
+        };
         match deliver(ctx, &row).await? {
             OutboxStatus::Sent => done.sent += 1,
             OutboxStatus::Dead => done.dead += 1,
@@ -132,17 +153,50 @@ async fn still_true(
     template: Template,
     data: &serde_json::Value,
 ) -> AppResult<bool> {
-    if template != Template::Reminder {
-        return Ok(true);
-    }
-    let Some(booking_id) = data.get("booking_id").and_then(|v| v.as_str()) else {
-        return Ok(false);
+    let booking = || async {
+        match data.get("booking_id").and_then(|v| v.as_str()) {
+            Some(id) => Ok::<_, crate::error::AppError>(
+                bookings::Entity::find_by_id(id.to_string())
+                    .one(&ctx.db)
+                    .await?,
+            ),
+            None => Ok(None),
+        }
     };
-    let booking = bookings::Entity::find_by_id(booking_id.to_string())
-        .one(&ctx.db)
-        .await?;
-    Ok(booking
-        .is_some_and(|b| b.status == BookingStatus::Confirmed.as_str() && b.start_at > Utc::now()))
+    match template {
+        // A link that no longer works is not sent (used, expired, or the
+        // address verified meanwhile).
+        Template::VerifyEmail | Template::PasswordReset => {
+            let Some(token_id) = data.get("token_id").and_then(|v| v.as_str()) else {
+                return Ok(true);
+            };
+            let Some(token) = entity::user_tokens::Entity::find_by_id(token_id.to_string())
+                .one(&ctx.db)
+                .await?
+            else {
+                return Ok(false);
+            };
+            if token.used_at.is_some() || token.expires_at <= Utc::now() {
+                return Ok(false);
+            }
+            if template == Template::VerifyEmail {
+                let user = entity::users::Entity::find_by_id(token.user_id)
+                    .one(&ctx.db)
+                    .await?;
+                return Ok(user.is_some_and(|u| !u.email_verified));
+            }
+            Ok(true)
+        }
+        // Never after the cancellation it would contradict.
+        Template::BookingConfirmed => Ok(booking().await?.is_some_and(|b| {
+            b.status == BookingStatus::Confirmed.as_str()
+                || b.status == BookingStatus::Completed.as_str()
+        })),
+        Template::Reminder => Ok(booking().await?.is_some_and(|b| {
+            b.status == BookingStatus::Confirmed.as_str() && b.start_at > Utc::now()
+        })),
+        _ => Ok(true),
+    }
 }
 
 async fn deliver(ctx: &DomainCtx, row: &outbox::Model) -> AppResult<OutboxStatus> {
@@ -190,6 +244,7 @@ async fn deliver(ctx: &DomainCtx, row: &outbox::Model) -> AppResult<OutboxStatus
                 .col_expr(outbox::Column::UpdatedAt, Expr::value(Utc::now()))
                 .filter(outbox::Column::Id.eq(row.id.clone()))
                 .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+                .filter(outbox::Column::LockedUntil.eq(row.locked_until))
                 .exec(uow.db())
                 .await?;
             uow.commit().await?;
@@ -228,7 +283,9 @@ async fn finish(
         )
         .col_expr(outbox::Column::UpdatedAt, Expr::value(now))
         .filter(outbox::Column::Id.eq(row.id.clone()))
-        .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()));
+        .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+        // Only the lease holder records an outcome.
+        .filter(outbox::Column::LockedUntil.eq(row.locked_until));
     if status != OutboxStatus::Skipped {
         update = update.col_expr(outbox::Column::Attempts, Expr::value(row.attempts + 1));
     }
@@ -263,10 +320,21 @@ pub async fn count_by_status(db: &sea_orm::DatabaseConnection) -> AppResult<Vec<
     Ok(out)
 }
 
-/// The two reminders: (kind, how far ahead, how the email says it).
-const REMINDERS: [(&str, chrono::Duration, &str); 2] = [
-    ("24h", chrono::Duration::hours(24), "24 hours"),
-    ("1h", chrono::Duration::hours(1), "1 hour"),
+/// The two reminders: (kind, how far ahead, how the email says it, how
+/// late it may still go out: past that, "in 24 hours" would be untrue).
+const REMINDERS: [(&str, chrono::Duration, &str, chrono::Duration); 2] = [
+    (
+        "24h",
+        chrono::Duration::hours(24),
+        "24 hours",
+        chrono::Duration::hours(2),
+    ),
+    (
+        "1h",
+        chrono::Duration::hours(1),
+        "1 hour",
+        chrono::Duration::minutes(20),
+    ),
 ];
 
 /// Queues the reminders now due, each exactly once per booking and kind
@@ -275,7 +343,7 @@ const REMINDERS: [(&str, chrono::Duration, &str); 2] = [
 /// reminder. Returns how many bookings were reminded.
 pub async fn queue_reminders(ctx: &DomainCtx, now: DateTime<Utc>) -> AppResult<usize> {
     let mut queued = 0;
-    for (kind, ahead, lead) in REMINDERS {
+    for (kind, ahead, lead, grace) in REMINDERS {
         let flag = if kind == "24h" {
             bookings::Column::Reminded24h
         } else {
@@ -290,26 +358,51 @@ pub async fn queue_reminders(ctx: &DomainCtx, now: DateTime<Utc>) -> AppResult<u
             .all(&ctx.db)
             .await?;
         for b in due {
-            let mut uow = UnitOfWork::begin(ctx).await?;
-            let marked = bookings::Entity::update_many()
-                .col_expr(flag, Expr::value(true))
-                .filter(bookings::Column::Id.eq(b.id.clone()))
-                .filter(flag.eq(false))
-                .exec(uow.db())
-                .await?;
-            if marked.rows_affected != 1 {
-                continue;
+            match remind(ctx, &b, flag, kind, lead, ahead, grace, now).await {
+                Ok(true) => queued += 1,
+                Ok(false) => {}
+                // One booking failing never holds up the others.
+                Err(e) => {
+                    tracing::warn!(booking = %b.id, error = ?e, "reminder not queued; will retry")
+                }
             }
-            // Confirmed after the reminder's time: that reminder is not sent.
-            let in_time = b.confirmed_at.is_some_and(|c| c <= b.start_at - ahead);
-            if in_time {
-                notify::reminder(&mut uow, &b, kind, lead).await?;
-                queued += 1;
-            }
-            uow.commit().await?;
         }
     }
     Ok(queued)
+}
+
+/// One booking's reminder of one kind, in its own unit of work: the flag is
+/// set whether or not the email goes (confirmed too late, or the job ran
+/// too late for the wording).
+#[allow(clippy::too_many_arguments)]
+async fn remind(
+    ctx: &DomainCtx,
+    b: &bookings::Model,
+    flag: bookings::Column,
+    kind: &str,
+    lead: &str,
+    ahead: chrono::Duration,
+    grace: chrono::Duration,
+    now: DateTime<Utc>,
+) -> AppResult<bool> {
+    let mut uow = UnitOfWork::begin(ctx).await?;
+    let marked = bookings::Entity::update_many()
+        .col_expr(flag, Expr::value(true))
+        .filter(bookings::Column::Id.eq(b.id.clone()))
+        .filter(flag.eq(false))
+        .exec(uow.db())
+        .await?;
+    if marked.rows_affected != 1 {
+        return Ok(false);
+    }
+    let reminder_time = b.start_at - ahead;
+    let in_time =
+        b.confirmed_at.is_some_and(|c| c <= reminder_time) && now <= reminder_time + grace;
+    if in_time {
+        notify::reminder(&mut uow, b, kind, lead).await?;
+    }
+    uow.commit().await?;
+    Ok(in_time)
 }
 
 #[cfg(test)]

@@ -44,6 +44,9 @@ pub struct UpdateProfileInput {
     pub timezone: Option<String>,
 }
 
+/// Password reset lookups running after their answer, at most this many.
+static RESET_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(16);
+
 #[derive(Default)]
 pub struct AuthQuery;
 
@@ -165,6 +168,8 @@ impl AuthMutation {
     }
 
     /// Verifies the address with the token of the verification link.
+    /// Guessing links shares the per-IP sign-in budget.
+    #[graphql(guard = "RateLimit::per_ip(Bucket::LoginIp)")]
     async fn verify_email(&self, ctx: &Context<'_>, token: String) -> Result<bool> {
         let state = ctx.state()?;
         account::verify_email(&state.domain, &token).await?;
@@ -187,17 +192,26 @@ impl AuthMutation {
             tracing::info!("password reset limit reached for an address; nothing sent");
             return Ok(true);
         }
+        // Bounded: a flood waits for a slot (as long for any address)
+        // rather than piling up tasks.
+        let slot = RESET_SLOTS
+            .acquire()
+            .await
+            .map_err(crate::error::AppError::internal)?;
+        slot.forget();
         let domain = state.domain.clone();
         tokio::spawn(async move {
             if let Err(e) = account::request_password_reset(&domain, parsed.as_str()).await {
                 tracing::warn!(error = ?e, "password reset email could not be queued");
             }
+            RESET_SLOTS.add_permits(1);
         });
         Ok(true)
     }
 
     /// Sets a new password with the token of a reset link; every session
-    /// of the account ends.
+    /// of the account ends. Shares the per-IP sign-in budget.
+    #[graphql(guard = "RateLimit::per_ip(Bucket::LoginIp)")]
     async fn reset_password(
         &self,
         ctx: &Context<'_>,

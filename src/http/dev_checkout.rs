@@ -141,12 +141,14 @@ pub async fn mailbox(
     State(state): State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
-    let Some(mailbox) = state
-        .dev_mailbox
-        .as_ref()
-        .filter(|_| peer.ip().is_loopback())
-    else {
+    // This machine only: behind a proxy (`TRUST_PROXY`), the client it
+    // forwards for must be this machine too.
+    let client =
+        crate::http::graphql::client_ip(&headers, Some(peer.ip()), state.settings.trust_proxy);
+    let local = peer.ip().is_loopback() && client.is_some_and(|ip| ip.is_loopback());
+    let Some(mailbox) = state.dev_mailbox.as_ref().filter(|_| local) else {
         return crate::http::graphql::error_body(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",

@@ -67,8 +67,10 @@ fn classify(e: resend_rs::Error) -> MailError {
     use resend_rs::Error;
     let (retryable, message) = match &e {
         Error::RateLimit { .. } => (true, "Resend rate limit (429)".to_string()),
+        // 409: the same idempotency key is being sent right now (another
+        // worker whose lease ran out); the next attempt learns the outcome.
         Error::Resend(r) => (
-            !(400..500).contains(&r.status_code),
+            !(400..500).contains(&r.status_code) || r.status_code == 409,
             format!(
                 "Resend answered {}: {} {}",
                 r.status_code, r.name, r.message

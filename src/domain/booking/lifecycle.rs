@@ -518,18 +518,13 @@ pub async fn admin_refund(
             format!("at most {remaining} (minor units) remains to refund"),
         ));
     }
-    if let Some(refund) =
-        payment::decide_refund(&mut uow, &payment, amount_minor, "admin refund").await?
-    {
-        crate::domain::notify::refund_issued(
-            &mut uow,
-            &booking.consumer_id,
-            &refund.id,
-            amount_minor,
-            &payment.currency,
-        )
-        .await?;
-    }
+    payment::decide_refund(
+        &mut uow,
+        &payment,
+        amount_minor,
+        payment::refund::ADMIN_REFUND,
+    )
+    .await?;
     add_refunded(&uow, &booking.id, amount_minor, Some(&admin.id)).await?;
     publish_current(&mut uow, &booking.id).await?;
     let updated = load(uow.db(), &booking.id).await?;

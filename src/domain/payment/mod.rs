@@ -518,18 +518,8 @@ pub async fn settle_paid(
                 .await?
                 .ok_or(AppError::NotFound("booking"))?;
             if outcome == PaidOutcome::Lapsed {
-                if let Some(refund) =
-                    decide_refund(uow, &payment, remaining, "late payment").await?
-                {
-                    notify::refund_issued(
-                        uow,
-                        &settled.consumer_id,
-                        &refund.id,
-                        refund.amount_minor,
-                        &payment.currency,
-                    )
-                    .await?;
-                }
+                notify::payment_receipt(uow, &settled, &payment.id).await?;
+                decide_refund(uow, &payment, remaining, refund::LATE_PAYMENT).await?;
                 booking::add_refunded(uow, booking_id, remaining, None).await?;
             } else if settled.status == booking::BookingStatus::Confirmed.as_str() {
                 notify::booking_confirmed(uow, &settled, Some(&payment.id)).await?;

@@ -62,6 +62,12 @@ impl RefundStatus {
     }
 }
 
+/// Reasons of refunds that are not part of a cancellation: their consumer
+/// gets a "refund issued" email once the provider accepts them (the
+/// cancellation email tells of the others).
+pub const ADMIN_REFUND: &str = "admin refund";
+pub const LATE_PAYMENT: &str = "late payment";
+
 /// Attempts before a refund the provider keeps refusing is given up (and
 /// shown to admins): with the backoff below, about a day and a half.
 pub const MAX_ATTEMPTS: i32 = 40;
@@ -196,7 +202,7 @@ pub async fn execute_pending_refunds(ctx: &DomainCtx, only: Option<&str>) -> App
         };
         let (result, key) = attempt(ctx, &refund, &payment).await;
         // The provider's answer, recorded in a unit of work of its own.
-        let uow = UnitOfWork::begin(ctx).await?;
+        let mut uow = UnitOfWork::begin(ctx).await?;
         match result {
             Ok(outcome) => {
                 let (status, provider_ref) = match outcome {
@@ -221,6 +227,9 @@ pub async fn execute_pending_refunds(ctx: &DomainCtx, only: Option<&str>) -> App
                     .await?;
                 if status == RefundStatus::Succeeded {
                     confirm_succeeded(uow.db(), &payment.id).await?;
+                }
+                if [ADMIN_REFUND, LATE_PAYMENT].contains(&refund.reason.as_str()) {
+                    announce(&mut uow, &refund, &payment).await?;
                 }
                 done += 1;
             }
@@ -313,6 +322,31 @@ async fn attempt(
         })
         .await;
     (result, key)
+}
+
+/// Tells the consumer of a booking payment that the refund was issued.
+async fn announce(
+    uow: &mut UnitOfWork,
+    refund: &refunds::Model,
+    payment: &payments::Model,
+) -> AppResult<()> {
+    let Some(booking_id) = &payment.booking_id else {
+        return Ok(());
+    };
+    let Some(booking) = entity::bookings::Entity::find_by_id(booking_id.clone())
+        .one(uow.db())
+        .await?
+    else {
+        return Ok(());
+    };
+    crate::domain::notify::refund_issued(
+        uow,
+        &booking.consumer_id,
+        &refund.id,
+        refund.amount_minor,
+        &payment.currency,
+    )
+    .await
 }
 
 fn truncate(s: &str) -> String {

@@ -116,11 +116,30 @@ pub async fn booking_cancelled(
     refund_minor: i64,
     reason: &str,
 ) -> AppResult<()> {
-    let s = sides(uow, b).await?;
     let data = with(
         booking_data(b),
         serde_json::json!({ "refund_minor": refund_minor, "reason": reason }),
     );
+    to_both(
+        uow,
+        b,
+        Template::BookingCancelled,
+        "booking-cancelled",
+        data,
+    )
+    .await
+}
+
+/// `template` to the consumer and the coach of `b`, each naming the other;
+/// keys `<kind>:<booking>:<recipient>`.
+async fn to_both(
+    uow: &mut UnitOfWork,
+    b: &bookings::Model,
+    template: Template,
+    kind: &str,
+    data: serde_json::Value,
+) -> AppResult<()> {
+    let s = sides(uow, b).await?;
     for (to, other) in [
         (&s.consumer, s.coach_name.clone()),
         (&s.coach, s.consumer.name.clone()),
@@ -128,8 +147,8 @@ pub async fn booking_cancelled(
         email::queue(
             uow,
             to,
-            Template::BookingCancelled,
-            &format!("booking-cancelled:{}:{}", b.id, to.user_id),
+            template,
+            &format!("{kind}:{}:{}", b.id, to.user_id),
             with(data.clone(), serde_json::json!({ "other_name": other })),
         )
         .await?;
@@ -187,20 +206,13 @@ pub async fn reminder(
     kind: &str,
     lead: &str,
 ) -> AppResult<()> {
-    let s = sides(uow, b).await?;
     let data = with(booking_data(b), serde_json::json!({ "lead": lead }));
-    for (to, other) in [
-        (&s.consumer, s.coach_name.clone()),
-        (&s.coach, s.consumer.name.clone()),
-    ] {
-        email::queue(
-            uow,
-            to,
-            Template::Reminder,
-            &format!("reminder:{}:{kind}:{}", b.id, to.user_id),
-            with(data.clone(), serde_json::json!({ "other_name": other })),
-        )
-        .await?;
-    }
-    Ok(())
+    to_both(
+        uow,
+        b,
+        Template::Reminder,
+        &format!("reminder:{kind}"),
+        data,
+    )
+    .await
 }

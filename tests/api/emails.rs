@@ -790,3 +790,19 @@ async fn reminders_go_once_and_never_for_a_cancelled_booking() {
         .collect();
     assert_eq!(hour.len(), 2);
 }
+
+#[tokio::test]
+async fn an_email_no_longer_true_when_its_turn_comes_is_skipped() {
+    let (app, resend) = mail_app().await;
+    // Resend is down when the verification email is first tried...
+    resend.fail(503, 1);
+    app.register("ann@example.com", "CONSUMER", Some("US"))
+        .await;
+    settle(&app).await;
+    // ...and the address was verified (another link) before the retry.
+    due_now(&app).await;
+    settle(&app).await;
+    let row = rows(&app, "verify_email").await.remove(0);
+    assert_eq!(row.status, "SKIPPED");
+    assert!(resend.delivered_to("ann@example.com").is_empty());
+}

@@ -484,11 +484,18 @@ async fn a_page_of_50_runs_as_few_statements_as_a_page_of_5() {
     // after a change); measure pages after that.
     app.gql("{ searchCoaches(first: 1) { totalCount } }", json!({}))
         .await;
+    // The counter is process-wide and background jobs (the sweep, the
+    // outbox worker's poll) may add to one measurement: each page size
+    // counts its quietest of three runs.
     let mut counts = Vec::new();
     for n in [5, 50] {
-        let before = app.statements();
-        let v = app.gql(FULL_PAGE, json!({ "n": n })).await;
-        let used = app.statements() - before;
+        let mut used = u64::MAX;
+        let mut v = Value::Null;
+        for _ in 0..3 {
+            let before = app.statements();
+            v = app.gql(FULL_PAGE, json!({ "n": n })).await;
+            used = used.min(app.statements() - before);
+        }
         assert!(v["errors"].is_null(), "{v}");
         let edges = v["data"]["searchCoaches"]["edges"].as_array().unwrap();
         assert_eq!(edges.len(), n);

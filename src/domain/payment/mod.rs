@@ -547,6 +547,23 @@ pub async fn settle_abandoned(
     let Some(payment) = lock(uow.db(), payment_id).await? else {
         return Err(AppError::NotFound("payment"));
     };
+    if !fail_pending(uow, &payment, reason).await? {
+        return Ok(false);
+    }
+    if let Some(Purpose::Booking(booking_id)) = Purpose::of(&payment) {
+        booking::lapse_in(uow, &booking_id, reason, false).await?;
+        booking::publish_current(uow, &booking_id).await?;
+    }
+    Ok(true)
+}
+
+/// A pending payment that will never complete, FAILED and audited. False
+/// when it was no longer pending (settled meanwhile: never moved back).
+pub async fn fail_pending(
+    uow: &UnitOfWork,
+    payment: &payments::Model,
+    reason: &str,
+) -> AppResult<bool> {
     let failed = payments::Entity::update_many()
         .col_expr(
             payments::Column::Status,
@@ -568,41 +585,7 @@ pub async fn settle_abandoned(
         ..Default::default()
     })
     .await?;
-    if let Some(Purpose::Booking(booking_id)) = Purpose::of(&payment) {
-        booking::lapse_in(uow, &booking_id, reason, false).await?;
-        booking::publish_current(uow, &booking_id).await?;
-    }
     Ok(true)
-}
-
-/// A pending payment that will never complete (what it paid for lapsed),
-/// FAILED and audited.
-pub async fn fail_pending(
-    uow: &UnitOfWork,
-    payment: &payments::Model,
-    reason: &str,
-) -> AppResult<()> {
-    let failed = payments::Entity::update_many()
-        .col_expr(
-            payments::Column::Status,
-            Expr::value(PaymentStatus::Failed.as_str()),
-        )
-        .col_expr(payments::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(payments::Column::Id.eq(payment.id.clone()))
-        .filter(payments::Column::Status.eq(PaymentStatus::Pending.as_str()))
-        .exec(uow.db())
-        .await?;
-    if failed.rows_affected == 1 {
-        uow.audit(Entry {
-            action: action::PAYMENT_FAILED,
-            target_type: Some("payment"),
-            target_id: Some(&payment.id),
-            detail: Some(serde_json::json!({ "reason": reason })),
-            ..Default::default()
-        })
-        .await?;
-    }
-    Ok(())
 }
 
 /// The shares of a paid amount after refunds: the platform's fee is

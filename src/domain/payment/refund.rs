@@ -541,36 +541,23 @@ pub async fn apply_report(uow: &UnitOfWork, report: &RefundReport) -> AppResult<
     if current.is_final() && !reversal {
         return Ok(false);
     }
+    let moved_to = |status: RefundStatus| {
+        refunds::Entity::update_many()
+            .col_expr(refunds::Column::Status, Expr::value(status.as_str()))
+            .col_expr(
+                refunds::Column::ProviderRef,
+                Expr::value(report.provider_ref.clone()),
+            )
+            .col_expr(refunds::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(refunds::Column::Id.eq(refund.id.clone()))
+            .exec(db)
+    };
     match report.status {
         ProviderRefundStatus::Pending => {
-            refunds::Entity::update_many()
-                .col_expr(
-                    refunds::Column::Status,
-                    Expr::value(RefundStatus::Submitted.as_str()),
-                )
-                .col_expr(
-                    refunds::Column::ProviderRef,
-                    Expr::value(report.provider_ref.clone()),
-                )
-                .col_expr(refunds::Column::UpdatedAt, Expr::value(Utc::now()))
-                .filter(refunds::Column::Id.eq(refund.id.clone()))
-                .exec(db)
-                .await?;
+            moved_to(RefundStatus::Submitted).await?;
         }
         ProviderRefundStatus::Succeeded => {
-            refunds::Entity::update_many()
-                .col_expr(
-                    refunds::Column::Status,
-                    Expr::value(RefundStatus::Succeeded.as_str()),
-                )
-                .col_expr(
-                    refunds::Column::ProviderRef,
-                    Expr::value(report.provider_ref.clone()),
-                )
-                .col_expr(refunds::Column::UpdatedAt, Expr::value(Utc::now()))
-                .filter(refunds::Column::Id.eq(refund.id.clone()))
-                .exec(db)
-                .await?;
+            moved_to(RefundStatus::Succeeded).await?;
             confirm_succeeded(db, &refund.payment_id).await?;
         }
         ProviderRefundStatus::Failed => {

@@ -129,6 +129,10 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
         mailer,
         templates,
         outbox_wake: Arc::default(),
+        link_seal: Arc::new(
+            crate::domain::email::LinkSeal::new(settings.jwt_secret.expose())
+                .map_err(StartError::Other)?,
+        ),
     };
     let state = AppState {
         settings: Arc::new(settings),

@@ -69,4 +69,6 @@ pub struct DomainCtx {
     pub templates: Arc<Templates>,
     /// Wakes the outbox worker when a unit of work queued an email.
     pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// Seals the links of queued emails.
+    pub link_seal: Arc<crate::domain::email::LinkSeal>,
 }

@@ -13,6 +13,64 @@ use crate::email::Template;
 use crate::error::{AppError, AppResult};
 use entity::{outbox, users};
 
+/// Seals the links an email carries (they hold sign-in grade tokens) while
+/// the row waits in the outbox: AES-256-GCM under a key derived from the
+/// server's secret, so the database alone never holds a usable link.
+pub struct LinkSeal {
+    key: aws_lc_rs::aead::LessSafeKey,
+}
+
+impl LinkSeal {
+    pub fn new(secret: &[u8]) -> Result<Self, String> {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"maestro-hub outbox links v1\0");
+        h.update(secret);
+        let key = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &h.finalize())
+            .map_err(|_| "the outbox link key could not be made".to_string())?;
+        Ok(LinkSeal {
+            key: aws_lc_rs::aead::LessSafeKey::new(key),
+        })
+    }
+
+    pub fn seal(&self, link: &str) -> AppResult<String> {
+        use base64::Engine;
+        use rand::RngCore;
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let mut out = link.as_bytes().to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                aws_lc_rs::aead::Aad::empty(),
+                &mut out,
+            )
+            .map_err(|_| AppError::internal("sealing a link failed"))?;
+        let mut sealed = nonce.to_vec();
+        sealed.extend(out);
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed))
+    }
+
+    /// `None` when it was sealed under another secret (or tampered with).
+    pub fn open(&self, sealed: &str) -> Option<String> {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(sealed)
+            .ok()?;
+        if raw.len() < 12 + 16 {
+            return None;
+        }
+        let (nonce, body) = raw.split_at(12);
+        let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut body = body.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, aws_lc_rs::aead::Aad::empty(), &mut body)
+            .ok()?;
+        String::from_utf8(plain.to_vec()).ok()
+    }
+}
+
 /// One email ready to hand to the provider.
 pub struct Outgoing<'a> {
     pub to: &'a str,
@@ -87,6 +145,13 @@ pub async fn queue(
         map.entry("name").or_insert_with(|| to.name.clone().into());
         map.entry("tz")
             .or_insert_with(|| to.timezone.clone().into());
+        if let Some(link) = map
+            .remove("link")
+            .and_then(|l| l.as_str().map(str::to_string))
+        {
+            let sealed = uow.ctx().link_seal.seal(&link)?;
+            map.insert("sealed_link".into(), sealed.into());
+        }
     }
     let now = Utc::now();
     let inserted = outbox::Entity::insert(outbox::ActiveModel {
@@ -149,5 +214,26 @@ impl OutboxStatus {
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_link_opens_only_under_its_own_secret() {
+        let seal = LinkSeal::new(&[1u8; 32]).unwrap();
+        let link = "https://app.example/reset-password?token=abc";
+        let sealed = seal.seal(link).unwrap();
+        assert!(!sealed.contains("token"));
+        assert_ne!(seal.seal(link).unwrap(), sealed, "a fresh nonce each time");
+        assert_eq!(seal.open(&sealed).as_deref(), Some(link));
+        assert_eq!(LinkSeal::new(&[2u8; 32]).unwrap().open(&sealed), None);
+        let mut tampered = sealed.clone().into_bytes();
+        let last = tampered.len() - 3;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        assert_eq!(seal.open(&String::from_utf8(tampered).unwrap()), None);
+        assert_eq!(seal.open("short"), None);
     }
 }

@@ -200,7 +200,18 @@ async fn still_true(
 }
 
 async fn deliver(ctx: &DomainCtx, row: &outbox::Model) -> AppResult<OutboxStatus> {
-    let data: serde_json::Value = serde_json::from_str(&row.data).unwrap_or_default();
+    let mut data: serde_json::Value = serde_json::from_str(&row.data).unwrap_or_default();
+    // The link is opened only for the send.
+    if let Some(sealed) = data.get("sealed_link").and_then(|l| l.as_str()) {
+        let Some(link) = ctx.link_seal.open(sealed) else {
+            tracing::error!(email = %row.id, "an email's link cannot be opened (the server secret changed since it was queued)");
+            let why = "link sealed under another secret";
+            return finish(ctx, row, OutboxStatus::Dead, None, Some(why)).await;
+        };
+        if let Some(map) = data.as_object_mut() {
+            map.insert("link".into(), link.into());
+        }
+    }
     let Some(template) = Template::parse(&row.template) else {
         return finish(ctx, row, OutboxStatus::Dead, None, Some("unknown template")).await;
     };
@@ -272,6 +283,7 @@ async fn finish(
     let mut data: serde_json::Value = serde_json::from_str(&row.data).unwrap_or_default();
     if let Some(map) = data.as_object_mut() {
         map.remove("link");
+        map.remove("sealed_link");
     }
     let now = Utc::now();
     let mut update = outbox::Entity::update_many()

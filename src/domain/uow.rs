@@ -60,6 +60,11 @@ impl UnitOfWork {
         })
     }
 
+    /// The domain's collaborators.
+    pub fn ctx(&self) -> &DomainCtx {
+        &self.ctx
+    }
+
     /// The transaction: every statement of the change goes through it.
     pub fn db(&self) -> &DatabaseTransaction {
         &self.txn
@@ -190,6 +195,7 @@ mod tests {
             mailer: Arc::new(crate::integrations::resend::LogMailer::default()),
             templates: Arc::new(crate::email::Templates::new().unwrap()),
             outbox_wake: Arc::default(),
+            link_seal: Arc::new(crate::domain::email::LinkSeal::new(&[7u8; 32]).unwrap()),
             policy: Arc::new(Policy {
                 hold_ttl: Duration::from_secs(600),
                 min_booking_notice: Duration::from_secs(3600),

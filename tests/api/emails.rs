@@ -315,6 +315,8 @@ async fn resend_failing_twice_then_answering_delivers_once() {
     let row = rows(&app, "verify_email").await.remove(0);
     assert_eq!(row.status, "PENDING");
     assert!(row.last_error.as_deref().unwrap().contains("500"));
+    // While it waits, the database holds no usable link.
+    assert!(!row.data.contains("token=") && row.data.contains("sealed_link"));
     // The first retry within seconds, not minutes.
     assert!(row.next_attempt_at - Utc::now() <= chrono::Duration::seconds(5));
     for _ in 0..2 {

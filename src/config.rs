@@ -366,6 +366,16 @@ const PLACEHOLDER_SECRETS: &[&str] = &[
 
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// An outside API's base URL (Stripe, Resend): https, or plain http only
+/// outside production or to this machine (a local mock or egress proxy),
+/// so keys never cross a network in clear.
+fn api_base_allowed(url: &str, production: bool) -> bool {
+    let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
+        .iter()
+        .any(|p| url.starts_with(p));
+    url.starts_with("https://") || loopback || (!production && url.starts_with("http://"))
+}
+
 /// Stripe's keys, whenever one is set: a secret key needs its webhook
 /// secret (payments would never confirm without it), and each must look
 /// like what Stripe issues, so a placeholder or a swapped pair is caught
@@ -616,15 +626,7 @@ impl Settings {
             stripe_connect_webhook_secret.as_ref(),
         ));
         let mut stripe_api_base = args.stripe_api_base.trim().to_string();
-        // Plain http only outside production, or to this machine (a local
-        // Stripe mock or egress proxy): keys never cross a network in clear.
-        let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
-            .iter()
-            .any(|p| stripe_api_base.starts_with(p));
-        if !(stripe_api_base.starts_with("https://")
-            || loopback
-            || (!production && stripe_api_base.starts_with("http://")))
-        {
+        if !api_base_allowed(&stripe_api_base, production) {
             problems.push("STRIPE_API_BASE must be an https URL".into());
         }
         if !stripe_api_base.ends_with('/') {
@@ -655,11 +657,7 @@ impl Settings {
         }
         let resend_base_url = args.resend_base_url.trim().to_string();
         if url::Url::parse(&resend_base_url).is_err()
-            || !(resend_base_url.starts_with("https://")
-                || ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
-                    .iter()
-                    .any(|p| resend_base_url.starts_with(p))
-                || (!production && resend_base_url.starts_with("http://")))
+            || !api_base_allowed(&resend_base_url, production)
         {
             problems.push("RESEND_BASE_URL must be an https URL".into());
         }

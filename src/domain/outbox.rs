@@ -23,6 +23,7 @@ use crate::domain::booking::BookingStatus;
 use crate::domain::context::DomainCtx;
 use crate::domain::email::{OutboxStatus, Outgoing};
 use crate::domain::notify;
+use crate::domain::payment::refund::truncate;
 use crate::domain::uow::UnitOfWork;
 use crate::email::Template;
 use crate::error::AppResult;
@@ -266,10 +267,6 @@ async fn deliver(ctx: &DomainCtx, row: &outbox::Model) -> AppResult<OutboxStatus
             finish(ctx, row, OutboxStatus::Dead, None, Some(&e.message)).await
         }
     }
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(500).collect()
 }
 
 /// Records a final outcome; links (which carry tokens) leave the row.

@@ -152,12 +152,9 @@ impl ProblemsQuery {
         let state = ctx.state()?;
         let mut q = disputes::Entity::find();
         if open == Some(true) {
-            q = q.filter(disputes::Column::Status.is_not_in([
-                "won",
-                "lost",
-                "warning_closed",
-                "prevented",
-            ]));
+            q = q.filter(
+                disputes::Column::Status.is_not_in(crate::domain::payment::events::DISPUTE_CLOSED),
+            );
         }
         let rows = q
             .order_by_desc(disputes::Column::CreatedAt)

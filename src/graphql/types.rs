@@ -78,6 +78,16 @@ impl User {
             is_viewer: false,
         }
     }
+
+    /// The user themself, an admin, or a viewer given the right sees the
+    /// private fields (`email`, `timezone`).
+    fn private_visible(&self, ctx: &Context<'_>) -> bool {
+        self.is_viewer
+            || match ctx.current_user() {
+                Ok(me) => me.id == self.model.id || me.role == DomainRole::Admin,
+                Err(_) => false,
+            }
+    }
 }
 
 #[Object]
@@ -88,11 +98,7 @@ impl User {
     /// Visible to the user themself and admins (and, later, to the other
     /// participant of a booking); others see null.
     async fn email(&self, ctx: &Context<'_>) -> Result<Option<&str>> {
-        let visible = self.is_viewer
-            || match ctx.current_user() {
-                Ok(me) => me.id == self.model.id || me.role == DomainRole::Admin,
-                Err(_) => false,
-            };
+        let visible = self.private_visible(ctx);
         Ok(visible.then_some(self.model.email.as_str()))
     }
     async fn name(&self) -> &str {
@@ -107,11 +113,7 @@ impl User {
     /// The zone the times in their emails are shown in: their own choice,
     /// else their market's. Visible like `email`.
     async fn timezone(&self, ctx: &Context<'_>) -> Result<Option<String>> {
-        let visible = self.is_viewer
-            || match ctx.current_user() {
-                Ok(me) => me.id == self.model.id || me.role == DomainRole::Admin,
-                Err(_) => false,
-            };
+        let visible = self.private_visible(ctx);
         if !visible {
             return Ok(None);
         }

@@ -88,7 +88,7 @@ pub enum Applied {
 }
 
 /// Dispute statuses after which the dispute is over.
-const DISPUTE_CLOSED: [&str; 4] = ["won", "lost", "warning_closed", "prevented"];
+pub const DISPUTE_CLOSED: [&str; 4] = ["won", "lost", "warning_closed", "prevented"];
 
 /// How far along a dispute status is: a report of an earlier status than
 /// the stored one changes nothing.

@@ -349,7 +349,8 @@ async fn announce(
     .await
 }
 
-fn truncate(s: &str) -> String {
+/// A provider's message, bounded for a column and an admin's screen.
+pub(crate) fn truncate(s: &str) -> String {
     s.chars().take(500).collect()
 }
 
@@ -432,6 +433,16 @@ pub(crate) async fn raise_refunded<C: ConnectionTrait>(
     if refunded == payment.refunded_minor {
         return Ok(());
     }
+    set_refunded(db, payment, refunded).await
+}
+
+/// Writes the confirmed refunded total and the status it gives a paid
+/// payment (one not yet reported paid keeps its status until it is).
+async fn set_refunded<C: ConnectionTrait>(
+    db: &C,
+    payment: &payments::Model,
+    refunded: i64,
+) -> AppResult<()> {
     let status = PaymentStatus::of(payment);
     let status = if status.is_paid() {
         PaymentStatus::paid_with_refunds(refunded, payment.amount_minor)
@@ -448,30 +459,23 @@ pub(crate) async fn raise_refunded<C: ConnectionTrait>(
     Ok(())
 }
 
-/// The confirmed total is what our succeeded refunds add up to (after one
-/// of them turned out to have failed: the only time it goes down).
-async fn recount_refunded<C: ConnectionTrait>(db: &C, payment: &payments::Model) -> AppResult<()> {
-    let succeeded: i64 = refunds::Entity::find()
-        .filter(refunds::Column::PaymentId.eq(payment.id.clone()))
+/// What our succeeded refunds of the payment add up to.
+async fn succeeded_total<C: ConnectionTrait>(db: &C, payment_id: &str) -> AppResult<i64> {
+    Ok(refunds::Entity::find()
+        .filter(refunds::Column::PaymentId.eq(payment_id))
         .filter(refunds::Column::Status.eq(RefundStatus::Succeeded.as_str()))
         .all(db)
         .await?
         .iter()
         .map(|r| r.amount_minor)
-        .sum();
-    let refunded = Ord::min(succeeded, payment.amount_minor);
-    let status = if PaymentStatus::of(payment).is_paid() {
-        PaymentStatus::paid_with_refunds(refunded, payment.amount_minor)
-    } else {
-        PaymentStatus::of(payment)
-    };
-    payments::Entity::update_many()
-        .col_expr(payments::Column::RefundedMinor, Expr::value(refunded))
-        .col_expr(payments::Column::Status, Expr::value(status.as_str()))
-        .filter(payments::Column::Id.eq(payment.id.clone()))
-        .exec(db)
-        .await?;
-    Ok(())
+        .sum())
+}
+
+/// The confirmed total is what our succeeded refunds add up to (after one
+/// of them turned out to have failed: the only time it goes down).
+async fn recount_refunded<C: ConnectionTrait>(db: &C, payment: &payments::Model) -> AppResult<()> {
+    let succeeded = succeeded_total(db, &payment.id).await?;
+    set_refunded(db, payment, Ord::min(succeeded, payment.amount_minor)).await
 }
 
 /// The confirmed total follows the refunds that succeeded.
@@ -479,14 +483,7 @@ async fn confirm_succeeded<C: ConnectionTrait>(db: &C, payment_id: &str) -> AppR
     let Some(payment) = lock(db, payment_id).await? else {
         return Ok(());
     };
-    let succeeded: i64 = refunds::Entity::find()
-        .filter(refunds::Column::PaymentId.eq(payment_id))
-        .filter(refunds::Column::Status.eq(RefundStatus::Succeeded.as_str()))
-        .all(db)
-        .await?
-        .iter()
-        .map(|r| r.amount_minor)
-        .sum();
+    let succeeded = succeeded_total(db, payment_id).await?;
     raise_refunded(db, &payment, succeeded).await
 }
 

@@ -241,12 +241,13 @@ pub async fn seed_demo(
         }
         let sponsored_until = if rng.random_bool(0.03) {
             let ends = now + Duration::days(rng.random_range(3..30));
-            let plan = if market.currency == "USD" {
-                "0193a000-0000-7000-8002-000000000002"
+            // The month plan of the market (`sponsorshipPlans`).
+            let (plan, price) = if market.currency == "USD" {
+                ("0193a000-0000-7000-8002-000000000002", 14_900)
             } else if market.currency == "INR" {
-                "0193a000-0000-7000-8002-000000000004"
+                ("0193a000-0000-7000-8002-000000000004", 299_900)
             } else {
-                "0193a000-0000-7000-8002-000000000006"
+                ("0193a000-0000-7000-8002-000000000006", 11_900)
             };
             sponsorship_rows.push(sponsorships::ActiveModel {
                 id: Set(uuid_at(&mut rng, now)),
@@ -255,7 +256,13 @@ pub async fn seed_demo(
                 status: Set("ACTIVE".into()),
                 starts_at: Set(Some(ends - Duration::days(30))),
                 ends_at: Set(Some(ends)),
+                price_minor: Set(price),
+                currency: Set(market.currency.clone()),
+                duration_days: Set(30),
+                payment_deadline: Set(None),
+                cancellation_reason: Set(None),
                 created_at: Set(now),
+                updated_at: Set(Some(now)),
             });
             Some(ends)
         } else {

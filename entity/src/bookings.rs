@@ -34,6 +34,10 @@ pub struct Model {
     /// `CONSUMER`, `COACH`, `ADMIN` or `SYSTEM`.
     pub cancelled_by: Option<String>,
     pub refunded_minor: i64,
+    /// The package purchase whose credit paid for it (no payment then).
+    pub package_purchase_id: Option<String>,
+    /// A cancellation gave the credit back.
+    pub credit_returned: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

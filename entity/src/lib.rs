@@ -11,6 +11,7 @@ pub mod disputes;
 pub mod holds;
 pub mod markets;
 pub mod outbox;
+pub mod package_purchases;
 pub mod packages;
 pub mod payments;
 pub mod provider_events;

@@ -9,6 +9,7 @@ mod m20261122_000004_announce_listing_changes;
 mod m20261201_000005_generalise_payments;
 mod m20261201_000006_stripe_payments;
 mod m20261201_000007_email_outbox;
+mod m20261201_000008_packages_sponsorships;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_generalise_payments::Migration),
             Box::new(m20261201_000006_stripe_payments::Migration),
             Box::new(m20261201_000007_email_outbox::Migration),
+            Box::new(m20261201_000008_packages_sponsorships::Migration),
         ]
     }
 }

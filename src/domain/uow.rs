@@ -233,6 +233,8 @@ mod tests {
             cancellation_reason: None,
             cancelled_by: None,
             refunded_minor: 0,
+            package_purchase_id: None,
+            credit_returned: false,
             created_at: now,
             updated_at: now,
         }

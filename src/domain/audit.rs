@@ -36,6 +36,21 @@ pub mod action {
     pub const PAYOUT_ONBOARDING_STARTED: &str = "payout.onboarding_started";
     pub const PAYOUTS_CHANGED: &str = "payout.status_changed";
     pub const CHECKOUT_FAILED: &str = "booking.checkout_failed";
+    pub const PACKAGE_CREATED: &str = "package.created";
+    pub const PACKAGE_ACTIVATED: &str = "package.activated";
+    pub const PACKAGE_DEACTIVATED: &str = "package.deactivated";
+    pub const PACKAGE_PURCHASE_CREATED: &str = "package.purchase_created";
+    pub const PACKAGE_PURCHASED: &str = "package.purchased";
+    pub const PACKAGE_PURCHASE_CANCELLED: &str = "package.purchase_cancelled";
+    pub const PACKAGE_PURCHASE_REFUNDED: &str = "package.purchase_refunded";
+    pub const PACKAGE_CREDIT_SPENT: &str = "package.credit_spent";
+    pub const PACKAGE_CREDIT_RETURNED: &str = "package.credit_returned";
+    pub const PACKAGE_EXPIRED: &str = "package.expired";
+    pub const SPONSORSHIP_CREATED: &str = "sponsorship.created";
+    pub const SPONSORSHIP_ACTIVATED: &str = "sponsorship.activated";
+    pub const SPONSORSHIP_CANCELLED: &str = "sponsorship.cancelled";
+    pub const SPONSORSHIP_REFUNDED: &str = "sponsorship.refunded";
+    pub const SPONSORSHIP_EXPIRED: &str = "sponsorship.expired";
 }
 
 /// One audit entry to write.

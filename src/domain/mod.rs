@@ -16,6 +16,7 @@ pub mod hold;
 pub mod listing;
 pub mod notify;
 pub mod outbox;
+pub mod package;
 pub mod payment;
 pub mod payout;
 pub mod reference;
@@ -23,6 +24,7 @@ pub mod reservation;
 pub mod review;
 pub mod revocation;
 pub mod search;
+pub mod sponsorship;
 pub mod types;
 pub mod uow;
 

@@ -109,16 +109,22 @@ pub async fn payment_receipt(
     .await
 }
 
-/// To both sides, with the refund the consumer gets.
+/// To both sides, with the refund the consumer gets (or the package
+/// credit given back).
 pub async fn booking_cancelled(
     uow: &mut UnitOfWork,
     b: &bookings::Model,
     refund_minor: i64,
+    credit_returned: bool,
     reason: &str,
 ) -> AppResult<()> {
     let data = with(
         booking_data(b),
-        serde_json::json!({ "refund_minor": refund_minor, "reason": reason }),
+        serde_json::json!({
+            "refund_minor": refund_minor,
+            "credit_returned": credit_returned,
+            "reason": reason,
+        }),
     );
     to_both(
         uow,
@@ -171,6 +177,31 @@ pub async fn refund_issued(
         Template::RefundIssued,
         &format!("refund:{refund_id}"),
         serde_json::json!({ "amount_minor": amount_minor, "currency": currency }),
+    )
+    .await
+}
+
+/// The receipt of a package or a sponsorship, to whoever paid.
+pub async fn purchase_receipt(
+    uow: &mut UnitOfWork,
+    payer_id: &str,
+    payment_id: &str,
+    amount_minor: i64,
+    currency: &str,
+    item: &str,
+) -> AppResult<()> {
+    let to = email::recipient(uow.db(), payer_id).await?;
+    email::queue(
+        uow,
+        &to,
+        Template::PurchaseReceipt,
+        &format!("receipt:{payment_id}"),
+        serde_json::json!({
+            "amount_minor": amount_minor,
+            "currency": currency,
+            "item": item,
+            "reference": payment_id,
+        }),
     )
     .await
 }

@@ -23,10 +23,11 @@ pub enum Template {
     CoachApproved,
     CoachRejected,
     RefundIssued,
+    PurchaseReceipt,
 }
 
 impl Template {
-    pub const ALL: [Template; 9] = [
+    pub const ALL: [Template; 10] = [
         Template::VerifyEmail,
         Template::PasswordReset,
         Template::BookingConfirmed,
@@ -36,6 +37,7 @@ impl Template {
         Template::CoachApproved,
         Template::CoachRejected,
         Template::RefundIssued,
+        Template::PurchaseReceipt,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +51,7 @@ impl Template {
             Template::CoachApproved => "coach_approved",
             Template::CoachRejected => "coach_rejected",
             Template::RefundIssued => "refund_issued",
+            Template::PurchaseReceipt => "purchase_receipt",
         }
     }
 
@@ -210,6 +213,8 @@ mod tests {
             "lead": "24 hours",
             "role": "consumer",
             "reference": "p1",
+            "item": "<b>Ten sessions</b>",
+            "credit_returned": true,
         });
         for template in Template::ALL {
             let r = t.render(template, &data).unwrap();

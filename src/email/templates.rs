@@ -71,11 +71,12 @@ pub const ALL: &[(&str, &str)] = &[
 <p>Hello {{ name }},</p>
 <p>The session with <strong>{{ other_name }}</strong> on {{ start_at | when(tz) }} was cancelled{% if reason %}: {{ reason }}{% endif %}.</p>
 {% if refund_minor > 0 %}<p>A refund of {{ refund_minor | money(currency) }} is on its way to the card that paid.</p>{% endif %}
+{% if credit_returned %}<p>The session's package credit is back in the package: book another time with it.</p>{% endif %}
 {% endblock %}"#,
     ),
     (
         "booking_cancelled.txt",
-        "Hello {{ name }},\n\nThe session with {{ other_name }} on {{ start_at | when(tz) }} was cancelled{% if reason %}: {{ reason }}{% endif %}.\n{% if refund_minor > 0 %}A refund of {{ refund_minor | money(currency) }} is on its way to the card that paid.\n{% endif %}",
+        "Hello {{ name }},\n\nThe session with {{ other_name }} on {{ start_at | when(tz) }} was cancelled{% if reason %}: {{ reason }}{% endif %}.\n{% if refund_minor > 0 %}A refund of {{ refund_minor | money(currency) }} is on its way to the card that paid.\n{% endif %}{% if credit_returned %}The session's package credit is back in the package: book another time with it.\n{% endif %}",
     ),
     // Payment receipt.
     (
@@ -159,5 +160,22 @@ pub const ALL: &[(&str, &str)] = &[
     (
         "refund_issued.txt",
         "Hello {{ name }},\n\nWe issued a refund of {{ amount_minor | money(currency) }} to the card that paid. It usually arrives within 5 to 10 business days.\n",
+    ),
+    // Receipt of a package or a sponsorship.
+    (
+        "purchase_receipt.subject.txt",
+        "Receipt: {{ amount_minor | money(currency) }} to Maestro Hub",
+    ),
+    (
+        "purchase_receipt.html",
+        r#"{% extends "layout.html" %}{% block title %}Receipt{% endblock %}{% block body %}
+<p>Hello {{ name }},</p>
+<p>We received your payment of <strong>{{ amount_minor | money(currency) }}</strong> for {{ item }}.</p>
+<p>Reference: {{ reference }}</p>
+{% endblock %}"#,
+    ),
+    (
+        "purchase_receipt.txt",
+        "Hello {{ name }},\n\nWe received your payment of {{ amount_minor | money(currency) }} for {{ item }}.\nReference: {{ reference }}\n",
     ),
 ];

@@ -281,6 +281,15 @@ impl Booking {
     async fn platform_fee_net(&self, ctx: &Context<'_>) -> Result<Money> {
         Ok(money(self.net(ctx).await?.1, &self.0.currency))
     }
+    /// The package purchase whose credit paid for this session (then there
+    /// is no payment of its own).
+    async fn package_purchase_id(&self) -> Option<ID> {
+        self.0.package_purchase_id.clone().map(ID)
+    }
+    /// A cancellation gave the package credit back (instead of a refund).
+    async fn credit_returned(&self) -> bool {
+        self.0.credit_returned
+    }
     async fn payment_deadline(&self) -> DateTime {
         self.0.payment_deadline.into()
     }
@@ -294,6 +303,15 @@ impl Booking {
 
 impl Booking {
     async fn net(&self, ctx: &Context<'_>) -> Result<(i64, i64)> {
+        // Paid with a package credit: the session's share of the package,
+        // unless the credit went back.
+        if self.0.package_purchase_id.is_some() {
+            return Ok(if self.0.credit_returned {
+                (0, 0)
+            } else {
+                (self.0.coach_payout_minor, self.0.platform_fee_minor)
+            });
+        }
         let payment = load_one(ctx, &loaders(ctx)?.booking_payments, self.0.id.clone())
             .await?
             .flatten();

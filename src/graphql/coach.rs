@@ -115,6 +115,12 @@ impl Package {
     async fn coach_id(&self) -> ID {
         ID(self.0.coach_id.clone())
     }
+    async fn coach(&self, ctx: &Context<'_>) -> Result<Coach> {
+        load_one(ctx, &loaders(ctx)?.coaches, self.0.coach_id.clone())
+            .await?
+            .map(Coach)
+            .ok_or_else(|| AppError::internal("package coach missing").into())
+    }
     async fn name(&self) -> &str {
         &self.0.name
     }
@@ -219,8 +225,13 @@ impl Coach {
         self.0.published
     }
     /// Shown on the card as "Sponsored": the coach pays for placement.
-    async fn is_sponsored(&self) -> bool {
-        self.0.sponsored_until.is_some_and(|u| u > Utc::now())
+    /// Only ever for a coach the public can book: a sponsorship never
+    /// lifts a profile that is not approved, published and payable.
+    async fn is_sponsored(&self, ctx: &Context<'_>) -> Result<bool> {
+        let payouts_required = ctx.state()?.domain.policy.payouts_required;
+        Ok(self.0.sponsored_until.is_some_and(|u| u > Utc::now())
+            && domain::visible_to(&self.0, None)
+            && (!payouts_required || domain::can_be_paid(&self.0)))
     }
     /// Plain average of visible reviews; null without reviews.
     async fn rating_average(&self) -> Option<f64> {
@@ -273,7 +284,19 @@ impl Coach {
         }
         Ok(conn)
     }
+    /// The packages on sale; the owner and admins see those taken off sale
+    /// too.
     async fn packages(&self, ctx: &Context<'_>) -> Result<Vec<Package>> {
+        if self.owner_or_admin(ctx) {
+            let state = ctx.state()?;
+            return Ok(
+                crate::domain::package::all_of_coach(&state.domain.db, &self.0.id)
+                    .await?
+                    .into_iter()
+                    .map(Package)
+                    .collect(),
+            );
+        }
         Ok(load_one(ctx, &loaders(ctx)?.packages, self.0.id.clone())
             .await?
             .unwrap_or_default()

@@ -38,12 +38,16 @@ const CONNECTIONS: [&str; 6] = [
 
 /// Lists without paging, with how many items they hold at most in
 /// practice (a coach has at most 5 categories, 50 availability rules...).
-const SHORT_LISTS: [(&str, u64); 5] = [
+const SHORT_LISTS: [(&str, u64); 9] = [
+    ("adminSponsorships", 100),
     ("availability", 50),
     ("categories", 10),
     ("markets", 10),
-    ("packages", 10),
+    ("myPackagePurchases", 100),
+    ("mySponsorships", 100),
+    ("packages", 20),
     ("sessionDurations", 5),
+    ("sponsorshipPlans", 10),
 ];
 
 /// `availableSlots` offers at most one start per 30 minutes.

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod booking;
 pub mod coach;
+pub mod commerce;
 pub mod context;
 pub mod cost;
 pub mod errors;

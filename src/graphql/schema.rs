@@ -6,6 +6,7 @@ use crate::graphql::admin::{AdminMutation, AdminQuery};
 use crate::graphql::auth::{AuthMutation, AuthQuery};
 use crate::graphql::booking::{BookingMutation, BookingQuery, BookingSubscription};
 use crate::graphql::coach::{CoachMutation, CoachQuery};
+use crate::graphql::commerce::{CommerceMutation, CommerceQuery};
 use crate::graphql::problems::ProblemsQuery;
 use crate::graphql::reference::ReferenceQuery;
 use crate::state::AppState;
@@ -19,11 +20,18 @@ pub struct QueryRoot(
     BookingQuery,
     AdminQuery,
     ProblemsQuery,
+    CommerceQuery,
 );
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(AuthMutation, CoachMutation, BookingMutation, AdminMutation);
+pub struct MutationRoot(
+    AuthMutation,
+    CoachMutation,
+    BookingMutation,
+    AdminMutation,
+    CommerceMutation,
+);
 
 #[derive(MergedSubscription, Default)]
 #[graphql(name = "Subscription")]

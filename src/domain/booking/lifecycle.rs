@@ -19,6 +19,7 @@ use crate::domain::booking::status::{BookingStatus, Event, next};
 use crate::domain::coach;
 use crate::domain::context::DomainCtx;
 use crate::domain::hold::{self, HoldStatus};
+use crate::domain::package;
 use crate::domain::payment::{self, CheckoutTerms, Purpose};
 use crate::domain::reservation;
 use crate::domain::types::Role;
@@ -62,19 +63,20 @@ fn room_link(public_base_url: &str) -> String {
 }
 
 /// Turns the caller's active hold into a PENDING_PAYMENT booking with a
-/// payment to complete. The reservation row carries over, so the time is
+/// payment to complete (`None` with a package credit: see
+/// [`book_with_credit`]). The reservation row carries over, so the time is
 /// never free in between; of concurrent calls on one hold exactly one wins.
 pub async fn book_hold(
     ctx: &DomainCtx,
     user: &CurrentUser,
     hold_id: &str,
     package_purchase_id: Option<&str>,
-) -> AppResult<(bookings::Model, payments::Model)> {
+) -> AppResult<(bookings::Model, Option<payments::Model>)> {
     let db = &ctx.db;
     hold::require_verified(user)?;
     let hold = hold::own_hold(db, user, hold_id).await?;
-    if package_purchase_id.is_some() {
-        return Err(AppError::NotFound("package purchase"));
+    if let Some(purchase_id) = package_purchase_id {
+        return Ok((book_with_credit(ctx, user, hold, purchase_id).await?, None));
     }
     let now = Utc::now();
     // Booked already (a client retrying) is a conflict: one hold makes one
@@ -153,6 +155,8 @@ pub async fn book_hold(
         cancellation_reason: Set(None),
         cancelled_by: Set(None),
         refunded_minor: Set(0),
+        package_purchase_id: Set(None),
+        credit_returned: Set(false),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -197,17 +201,120 @@ pub async fn book_hold(
                 ctx.events.publish(crate::events::BookingEvent {
                     booking: booking.clone(),
                 });
-                Ok((booking, payment))
+                Ok((booking, Some(payment)))
             }
             Err(e) => {
-                if let Some(opened) = undo_unopened(&ctx, &booking, &payment, &hold).await? {
-                    return Ok(opened);
+                if let Some((b, p)) = undo_unopened(&ctx, &booking, &payment, &hold).await? {
+                    return Ok((b, Some(p)));
                 }
                 Err(e)
             }
         }
     });
     opening.await.map_err(AppError::internal)?
+}
+
+/// Books the hold with a credit of the caller's package purchase: in one
+/// unit of work the credit is spent, the hold converted and the booking
+/// created CONFIRMED (no checkout: the package paid for it), priced at the
+/// package's per-session share. A purchase that cannot pay for it (another
+/// coach's, unpaid, expired, spent) is refused and nothing changes.
+async fn book_with_credit(
+    ctx: &DomainCtx,
+    user: &CurrentUser,
+    hold: entity::holds::Model,
+    purchase_id: &str,
+) -> AppResult<bookings::Model> {
+    let now = Utc::now();
+    if hold::status_at(&hold, now) != HoldStatus::Active {
+        return Err(conflict("the hold has expired or was already used"));
+    }
+    let bought = package::spendable(&ctx.db, user, purchase_id, &hold.coach_id, now).await?;
+    let profile = coach::get(&ctx.db, &hold.coach_id).await?;
+    let share = policy::package_share(
+        bought.price_minor,
+        bought.platform_fee_minor,
+        bought.sessions_total,
+    );
+    let link = profile
+        .meeting_url
+        .clone()
+        .unwrap_or_else(|| room_link(&ctx.policy.public_base_url));
+
+    let mut uow = UnitOfWork::begin(ctx).await?;
+    if !hold::take_active(uow.db(), &hold.id, HoldStatus::Converted, now).await? {
+        return Err(conflict("the hold has expired or was already used"));
+    }
+    let booking_id = uuid::Uuid::now_v7().to_string();
+    package::spend_credit(&uow, user, &bought, &booking_id, now).await?;
+    // Confirmed: the time stays taken for good.
+    let carried = reservations::Entity::update_many()
+        .col_expr(
+            reservations::Column::BookingId,
+            Expr::value(booking_id.clone()),
+        )
+        .col_expr(
+            reservations::Column::LiveUntilS,
+            Expr::value(Option::<i64>::None),
+        )
+        .filter(reservations::Column::HoldId.eq(hold.id.clone()))
+        .filter(reservations::Column::Active.eq(true))
+        .filter(reservations::Column::LiveUntilS.gt(now.timestamp()))
+        .exec(uow.db())
+        .await?;
+    if carried.rows_affected != 1 {
+        return Err(conflict("the hold has expired"));
+    }
+    let booking = bookings::ActiveModel {
+        id: Set(booking_id.clone()),
+        hold_id: Set(hold.id.clone()),
+        coach_id: Set(profile.id.clone()),
+        coach_user_id: Set(profile.user_id.clone()),
+        consumer_id: Set(user.id.clone()),
+        start_at: Set(hold.start_at),
+        end_at: Set(hold.end_at),
+        start_s: Set(hold.start_at.timestamp()),
+        status: Set(BookingStatus::Confirmed.as_str().into()),
+        price_minor: Set(share.price_minor),
+        currency: Set(bought.currency.clone()),
+        platform_fee_minor: Set(share.platform_fee_minor),
+        coach_payout_minor: Set(share.coach_payout_minor),
+        payment_deadline: Set(now),
+        confirmed_at: Set(Some(now)),
+        reminded_24h: Set(false),
+        reminded_1h: Set(false),
+        meeting_url: Set(Some(link)),
+        cancellation_reason: Set(None),
+        cancelled_by: Set(None),
+        refunded_minor: Set(0),
+        package_purchase_id: Set(Some(bought.id.clone())),
+        credit_returned: Set(false),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(uow.db())
+    .await?;
+    let detail = serde_json::json!({ "packagePurchase": bought.id });
+    audit_booking(
+        &uow,
+        action::BOOKING_CREATED,
+        Some(&user.id),
+        &booking.id,
+        Some(detail.clone()),
+    )
+    .await?;
+    audit_booking(
+        &uow,
+        action::BOOKING_CONFIRMED,
+        Some(&user.id),
+        &booking.id,
+        Some(detail),
+    )
+    .await?;
+    crate::domain::notify::booking_confirmed(&mut uow, &booking, None).await?;
+    uow.publish(booking.clone());
+    uow.commit().await?;
+    Ok(booking)
 }
 
 /// The booking made from this hold, still awaiting payment, with its open
@@ -596,6 +703,13 @@ async fn settle(
         Ok(Party::Coach) => CancelledBy::Coach,
         Err(_) => CancelledBy::Admin,
     };
+    // Paid with a package credit: a full refund gives the credit back
+    // instead of money; anything less keeps it spent.
+    let paid_with_credit = booking.package_purchase_id.is_some();
+    let credit_back = paid_with_credit
+        && refund_minor > 0
+        && refund_minor >= booking.price_minor - booking.refunded_minor;
+    let refund_minor = if paid_with_credit { 0 } else { refund_minor };
     let to = move_status(uow.db(), booking, event, |u| {
         let u = u.col_expr(
             bookings::Column::RefundedMinor,
@@ -615,6 +729,8 @@ async fn settle(
     if free_time {
         reservation::free_for_booking(uow.db(), &booking.id).await?;
     }
+    let credit_returned =
+        credit_back && package::return_credit(&uow, booking, Some(&user.id)).await?;
     if refund_minor > 0 {
         let payment = payment::of_booking(uow.db(), &booking.id)
             .await?
@@ -634,7 +750,11 @@ async fn settle(
         act,
         Some(&user.id),
         &booking.id,
-        Some(serde_json::json!({ "to": to.as_str(), "refundMinor": refund_minor })),
+        Some(serde_json::json!({
+            "to": to.as_str(),
+            "refundMinor": refund_minor,
+            "creditReturned": credit_returned,
+        })),
     )
     .await?;
     let updated = load(uow.db(), &booking.id).await?;
@@ -643,6 +763,7 @@ async fn settle(
             &mut uow,
             &updated,
             refund_minor,
+            credit_returned,
             reason.as_deref().unwrap_or_default(),
         )
         .await?;

@@ -25,11 +25,31 @@ pub struct Price {
 /// fee is `fee_bps` of it (rounded half up), the coach gets the rest.
 pub fn price(hourly_rate_minor: i64, minutes: i64, fee_bps: u32) -> Price {
     let price_minor = (hourly_rate_minor * minutes + 30) / 60;
-    let platform_fee_minor = (price_minor * i64::from(fee_bps) + 5_000) / 10_000;
+    let platform_fee_minor = fee_of(price_minor, fee_bps);
     Price {
         price_minor,
         platform_fee_minor,
         coach_payout_minor: price_minor - platform_fee_minor,
+    }
+}
+
+/// The platform's fee on an amount: `fee_bps` of it, rounded half up.
+pub fn fee_of(amount_minor: i64, fee_bps: u32) -> i64 {
+    (amount_minor * i64::from(fee_bps) + 5_000) / 10_000
+}
+
+/// One session's share of a package bought for `price_minor` with
+/// `fee_minor` kept by the platform: both divided by the sessions and
+/// rounded down, so the shares of every session never add up to more
+/// than was paid. The coach's payout is the rest of the share.
+pub fn package_share(price_minor: i64, fee_minor: i64, sessions: i32) -> Price {
+    let n = i64::from(sessions.max(1));
+    let share = price_minor / n;
+    let fee = Ord::min(fee_minor / n, share);
+    Price {
+        price_minor: share,
+        platform_fee_minor: fee,
+        coach_payout_minor: share - fee,
     }
 }
 
@@ -132,6 +152,23 @@ mod properties {
             // Within half a minor unit of the exact share.
             let exact = p.price_minor as f64 * f64::from(fee_bps) / 10_000.0;
             prop_assert!((p.platform_fee_minor as f64 - exact).abs() <= 0.5);
+        }
+
+        /// A package's sessions together never show more than was paid,
+        /// and lose less than one minor unit per session to rounding.
+        #[test]
+        fn package_shares_add_up(
+            price in 1i64..=8_000_000,
+            sessions in 2i32..=50,
+            fee_bps in 0u32..=10_000,
+        ) {
+            let fee = fee_of(price, fee_bps);
+            let s = package_share(price, fee, sessions);
+            let n = i64::from(sessions);
+            prop_assert!(s.price_minor * n <= price && price - s.price_minor * n < n);
+            prop_assert!(s.platform_fee_minor * n <= fee);
+            prop_assert_eq!(s.platform_fee_minor + s.coach_payout_minor, s.price_minor);
+            prop_assert!(s.coach_payout_minor >= 0);
         }
 
         #[test]

@@ -6,14 +6,16 @@ use chrono::Utc;
 
 use crate::domain::booking::lifecycle;
 use crate::domain::context::DomainCtx;
-use crate::domain::{hold, payment};
+use crate::domain::{hold, package, payment, sponsorship};
 use crate::error::AppResult;
 
 /// Lapsed holds become EXPIRED, unpaid bookings past their deadline
 /// CANCELLED, confirmed sessions nobody reported on COMPLETED 48 h after
 /// their end; checkouts the provider failed to open and refunds it has not
 /// confirmed are sent again, from their stored rows; payments whose webhook
-/// never came are looked up at the provider.
+/// never came are looked up at the provider. Package purchases and
+/// sponsorships still unpaid at their deadline are cancelled, and those
+/// past their end recorded EXPIRED.
 /// Each booking changes in its own unit of work, so its event reaches
 /// subscribers like any other change. Returns how many records changed.
 /// One item failing (a lost race, a deadlock the database broke) is logged
@@ -41,6 +43,19 @@ pub async fn sweep(ctx: &DomainCtx) -> AppResult<usize> {
         (
             "reopening checkouts",
             lifecycle::reopen_checkouts(ctx, now).await,
+        ),
+        (
+            "lapsing unpaid package purchases",
+            package::lapse_overdue(ctx, now).await,
+        ),
+        (
+            "lapsing unpaid sponsorships",
+            sponsorship::lapse_overdue(ctx, now).await,
+        ),
+        ("expiring packages", package::expire_lapsed(ctx, now).await),
+        (
+            "expiring sponsorships",
+            sponsorship::expire_lapsed(ctx, now).await,
         ),
         (
             "sending refunds",

@@ -392,6 +392,34 @@ pub async fn of_booking<C: ConnectionTrait>(
         .await?)
 }
 
+/// The user who paid: a booking's or a package purchase's consumer, a
+/// sponsorship's coach.
+pub async fn payer_of<C: ConnectionTrait>(
+    db: &C,
+    payment: &payments::Model,
+) -> AppResult<Option<String>> {
+    Ok(match Purpose::of(payment) {
+        Some(Purpose::Booking(id)) => entity::bookings::Entity::find_by_id(id)
+            .one(db)
+            .await?
+            .map(|b| b.consumer_id),
+        Some(Purpose::PackagePurchase(id)) => entity::package_purchases::Entity::find_by_id(id)
+            .one(db)
+            .await?
+            .map(|p| p.consumer_id),
+        Some(Purpose::Sponsorship(id)) => {
+            let Some(s) = entity::sponsorships::Entity::find_by_id(id).one(db).await? else {
+                return Ok(None);
+            };
+            entity::coach_profiles::Entity::find_by_id(s.coach_id)
+                .one(db)
+                .await?
+                .map(|c| c.user_id)
+        }
+        None => None,
+    })
+}
+
 /// Takes the payment row's lock for the rest of the transaction (on
 /// PostgreSQL; SQLite's units of work already hold the write lock), so
 /// that what is read about the payment afterwards cannot change under us,
@@ -526,11 +554,11 @@ pub async fn settle_paid(
             }
             booking::publish_current(uow, booking_id).await?;
         }
-        Purpose::PackagePurchase(_) | Purpose::Sponsorship(_) => {
-            return Err(AppError::internal(format!(
-                "no settlement for {} payments yet",
-                purpose.as_str()
-            )));
+        Purpose::PackagePurchase(id) => {
+            crate::domain::package::settle_paid(uow, id, &payment).await?;
+        }
+        Purpose::Sponsorship(id) => {
+            crate::domain::sponsorship::settle_paid(uow, id, &payment).await?;
         }
     }
     Ok(true)
@@ -550,9 +578,18 @@ pub async fn settle_abandoned(
     if !fail_pending(uow, &payment, reason).await? {
         return Ok(false);
     }
-    if let Some(Purpose::Booking(booking_id)) = Purpose::of(&payment) {
-        booking::lapse_in(uow, &booking_id, reason, false).await?;
-        booking::publish_current(uow, &booking_id).await?;
+    match Purpose::of(&payment) {
+        Some(Purpose::Booking(booking_id)) => {
+            booking::lapse_in(uow, &booking_id, reason, false).await?;
+            booking::publish_current(uow, &booking_id).await?;
+        }
+        Some(Purpose::PackagePurchase(id)) => {
+            crate::domain::package::lapse_in(uow, &id, reason, false).await?;
+        }
+        Some(Purpose::Sponsorship(id)) => {
+            crate::domain::sponsorship::lapse_in(uow, &id, reason, false).await?;
+        }
+        None => {}
     }
     Ok(true)
 }

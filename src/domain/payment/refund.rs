@@ -67,6 +67,9 @@ impl RefundStatus {
 /// cancellation email tells of the others).
 pub const ADMIN_REFUND: &str = "admin refund";
 pub const LATE_PAYMENT: &str = "late payment";
+/// What was paid for can no longer be delivered (a package taken off sale
+/// or a sponsorship cancelled before its payment arrived).
+pub const UNFULFILLED: &str = "unfulfilled";
 
 /// Attempts before a refund the provider keeps refusing is given up (and
 /// shown to admins): with the backoff below, about a day and a half.
@@ -228,7 +231,7 @@ pub async fn execute_pending_refunds(ctx: &DomainCtx, only: Option<&str>) -> App
                 if status == RefundStatus::Succeeded {
                     confirm_succeeded(uow.db(), &payment.id).await?;
                 }
-                if [ADMIN_REFUND, LATE_PAYMENT].contains(&refund.reason.as_str()) {
+                if [ADMIN_REFUND, LATE_PAYMENT, UNFULFILLED].contains(&refund.reason.as_str()) {
                     announce(&mut uow, &refund, &payment).await?;
                 }
                 done += 1;
@@ -324,24 +327,18 @@ async fn attempt(
     (result, key)
 }
 
-/// Tells the consumer of a booking payment that the refund was issued.
+/// Tells whoever paid that the refund was issued.
 async fn announce(
     uow: &mut UnitOfWork,
     refund: &refunds::Model,
     payment: &payments::Model,
 ) -> AppResult<()> {
-    let Some(booking_id) = &payment.booking_id else {
-        return Ok(());
-    };
-    let Some(booking) = entity::bookings::Entity::find_by_id(booking_id.clone())
-        .one(uow.db())
-        .await?
-    else {
+    let Some(payer) = super::payer_of(uow.db(), payment).await? else {
         return Ok(());
     };
     crate::domain::notify::refund_issued(
         uow,
-        &booking.consumer_id,
+        &payer,
         &refund.id,
         refund.amount_minor,
         &payment.currency,

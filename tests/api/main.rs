@@ -19,6 +19,7 @@ mod http;
 mod limits;
 mod live;
 mod migrations;
+mod packages;
 mod payments;
 mod search;
 mod shutdown;

@@ -21,14 +21,14 @@ const GET: &str = "query($id: ID!) { booking(id: $id) {
     payment { id status disputed refundedAmount { amountMinor }
       refunds { status amount { amountMinor } attempts lastError } } } }";
 
-async fn stripe_app() -> (TestApp, FakeStripe) {
+pub async fn stripe_app() -> (TestApp, FakeStripe) {
     let stripe = FakeStripe::start().await;
     let s = stripe.clone();
     let app = spawn_app_with(move |a| s.configure(a)).await;
     (app, stripe)
 }
 
-async fn post_event(app: &TestApp, payload: &str, signature: Option<String>) -> u16 {
+pub async fn post_event(app: &TestApp, payload: &str, signature: Option<String>) -> u16 {
     let mut req = app
         .client
         .post(app.url("/webhooks/stripe"))
@@ -41,14 +41,14 @@ async fn post_event(app: &TestApp, payload: &str, signature: Option<String>) -> 
 }
 
 /// Sends `object` as a `kind` event signed with the platform secret.
-async fn deliver(app: &TestApp, id: &str, kind: &str, object: Value) -> u16 {
+pub async fn deliver(app: &TestApp, id: &str, kind: &str, object: Value) -> u16 {
     let payload = event(id, kind, object);
     let sig = sign(&payload, WEBHOOK_SECRET, Utc::now().timestamp());
     post_event(app, &payload, Some(sig)).await
 }
 
 /// An open coach whose payouts Stripe has enabled: (token, coach id, account).
-async fn payable_coach(app: &TestApp, admin: &str, email: &str) -> (String, String, String) {
+pub async fn payable_coach(app: &TestApp, admin: &str, email: &str) -> (String, String, String) {
     let (token, coach) = open_coach(app, admin, email).await;
     let v = app.gql_as(Some(&token), ONBOARD, json!({})).await;
     assert!(v["errors"].is_null(), "{v}");
@@ -64,7 +64,7 @@ async fn payable_coach(app: &TestApp, admin: &str, email: &str) -> (String, Stri
     (token, coach, account)
 }
 
-async fn app_account(app: &TestApp, coach: &str) -> String {
+pub async fn app_account(app: &TestApp, coach: &str) -> String {
     entity::coach_profiles::Entity::find_by_id(coach.to_string())
         .one(&app.state.domain.db)
         .await

@@ -108,6 +108,12 @@ fn validate(input: &PackageInput, currency: &str) -> AppResult<Valid> {
     if input.price_minor <= 0 {
         return Err(AppError::bad_input("priceMinor", "must be greater than 0"));
     }
+    if input.price_minor < i64::from(input.session_count) {
+        return Err(AppError::bad_input(
+            "priceMinor",
+            "must be at least one minor unit per session",
+        ));
+    }
     let ceiling = coach::rate_ceiling(currency);
     if input.price_minor > ceiling {
         return Err(AppError::bad_input(
@@ -449,14 +455,7 @@ pub async fn purchase(
     // The provider is called after the commit, in a task of its own so a
     // client that goes away cannot leave the purchase half open.
     let ctx = ctx.clone();
-    let terms = CheckoutTerms {
-        description: format!(
-            "{} ({} sessions with {})",
-            package.name, package.session_count, profile.display_name
-        ),
-        application_fee_minor: fee,
-        expires_at: bought.payment_deadline,
-    };
+    let terms = checkout_terms(&ctx.db, &bought).await?;
     tokio::spawn(async move {
         match payment::start_checkout(&ctx, pay.clone(), terms).await {
             Ok(pay) => Ok((bought, pay)),
@@ -482,6 +481,43 @@ pub async fn purchase(
     .map_err(AppError::internal)?
 }
 
+/// What a purchase's checkout shows (also when it is opened again after
+/// the provider failed or the process stopped before it opened).
+async fn checkout_terms<C: ConnectionTrait>(
+    db: &C,
+    bought: &package_purchases::Model,
+) -> AppResult<CheckoutTerms> {
+    let package = find(db, &bought.package_id).await?;
+    let coach_name = coach::get(db, &bought.coach_id).await?.display_name;
+    Ok(CheckoutTerms {
+        description: format!(
+            "{} ({} sessions with {coach_name})",
+            package.name, bought.sessions_total
+        ),
+        application_fee_minor: bought.platform_fee_minor,
+        expires_at: bought.payment_deadline,
+    })
+}
+
+/// The checkout terms of a purchase still awaiting payment within its
+/// deadline, for reopening its checkout; `None` otherwise.
+pub(crate) async fn reopen_terms(
+    db: &DatabaseConnection,
+    purchase_id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<Option<CheckoutTerms>> {
+    let Some(bought) = package_purchases::Entity::find_by_id(purchase_id.to_string())
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if bought.status != PurchaseStatus::Pending.as_str() || bought.payment_deadline <= now {
+        return Ok(None);
+    }
+    Ok(Some(checkout_terms(db, &bought).await?))
+}
+
 /// The money of a purchase arrived (inside the payment's unit of work,
 /// its row locked): a pending purchase of a package still on sale becomes
 /// ACTIVE with its credits, valid from now. Anything else (the package was
@@ -496,6 +532,12 @@ pub(crate) async fn settle_paid(
         .ok_or(AppError::NotFound("package purchase"))?;
     let package = find(uow.db(), &bought.package_id).await?;
     let now = Utc::now();
+    let amount = refund::refundable(pay);
+    if amount == 0 {
+        // Refunded in full before it was reported paid: nothing pays for it.
+        lapse_in(uow, &bought.id, "the payment was refunded", false).await?;
+        return Ok(());
+    }
     let pending = bought.status == PurchaseStatus::Pending.as_str();
     if pending && package.active {
         let expires = now + Duration::days(i64::from(bought.validity_days));
@@ -553,7 +595,6 @@ pub(crate) async fn settle_paid(
     if pending {
         lapse_in(uow, &bought.id, reason, false).await?;
     }
-    let amount = refund::refundable(pay);
     payment::decide_refund(uow, pay, amount, refund::UNFULFILLED).await?;
     audit_package(
         uow,
@@ -650,6 +691,8 @@ pub async fn expire_lapsed(ctx: &DomainCtx, now: DateTime<Utc>) -> AppResult<usi
     let lapsed = package_purchases::Entity::find()
         .filter(package_purchases::Column::Status.eq(PurchaseStatus::Active.as_str()))
         .filter(package_purchases::Column::ExpiresAt.lte(now))
+        // One order for every sweeper, so two never wait on each other.
+        .order_by_asc(package_purchases::Column::Id)
         .limit(200)
         .all(&ctx.db)
         .await?;
@@ -694,6 +737,7 @@ pub(crate) async fn spendable<C: ConnectionTrait>(
     purchase_id: &str,
     coach_id: &str,
     now: DateTime<Utc>,
+    session_start: DateTime<Utc>,
 ) -> AppResult<package_purchases::Model> {
     let field = "packagePurchaseId";
     if purchase_id.len() > 64 {
@@ -729,6 +773,12 @@ pub(crate) async fn spendable<C: ConnectionTrait>(
             "every session of this package is booked already".into(),
         ));
     }
+    if bought.expires_at.is_some_and(|e| session_start >= e) {
+        return Err(AppError::bad_input(
+            field,
+            "this package expires before the session starts",
+        ));
+    }
     Ok(bought)
 }
 
@@ -741,6 +791,7 @@ pub(crate) async fn spend_credit(
     bought: &package_purchases::Model,
     booking_id: &str,
     now: DateTime<Utc>,
+    session_start: DateTime<Utc>,
 ) -> AppResult<()> {
     let spent = package_purchases::Entity::update_many()
         .col_expr(
@@ -752,30 +803,104 @@ pub(crate) async fn spend_credit(
         .filter(package_purchases::Column::ConsumerId.eq(user.id.clone()))
         .filter(package_purchases::Column::Status.eq(PurchaseStatus::Active.as_str()))
         .filter(package_purchases::Column::ExpiresAt.gt(now))
+        .filter(package_purchases::Column::ExpiresAt.gt(session_start))
         .filter(package_purchases::Column::SessionsRemaining.gt(0))
         .exec(uow.db())
         .await?;
     if spent.rows_affected != 1 {
         // Spent or changed meanwhile: say which, from the row as it is.
-        spendable(uow.db(), user, &bought.id, &bought.coach_id, now).await?;
+        spendable(
+            uow.db(),
+            user,
+            &bought.id,
+            &bought.coach_id,
+            now,
+            session_start,
+        )
+        .await?;
         return Err(AppError::Conflict(
             "every session of this package is booked already".into(),
         ));
     }
+    let left = lock(uow.db(), &bought.id)
+        .await?
+        .map_or(0, |p| p.sessions_remaining);
     audit_package(
         uow,
         action::PACKAGE_CREDIT_SPENT,
         Some(&user.id),
         "package_purchase",
         &bought.id,
-        serde_json::json!({ "booking": booking_id, "creditsLeft": bought.sessions_remaining - 1 }),
+        serde_json::json!({ "booking": booking_id, "creditsLeft": left }),
     )
     .await
 }
 
+/// What a full refund of a session paid with a credit gave back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GivenBack {
+    /// The credit, to book another time.
+    Credit,
+    /// The purchase had expired meanwhile, so a credit would be worth
+    /// nothing: the session's share of the package payment is refunded.
+    Money(i64),
+    /// Given back already.
+    Nothing,
+}
+
+/// Gives a cancelled booking's credit back to its purchase (once),
+/// audited; if the purchase can no longer be spent (it expired since the
+/// booking), the session's share is refunded from the package's payment
+/// instead.
+pub(crate) async fn give_back(
+    uow: &mut UnitOfWork,
+    booking: &bookings::Model,
+    actor: Option<&str>,
+) -> AppResult<GivenBack> {
+    let Some(purchase_id) = &booking.package_purchase_id else {
+        return Ok(GivenBack::Nothing);
+    };
+    let pay = match payment_of(uow.db(), purchase_id).await? {
+        Some(p) => payment::lock(uow.db(), &p.id).await?,
+        None => None,
+    };
+    let bought = lock(uow.db(), purchase_id)
+        .await?
+        .ok_or(AppError::NotFound("package purchase"))?;
+    if status_at(&bought, Utc::now()) != PurchaseStatus::Active {
+        let Some(pay) = pay else {
+            return Ok(GivenBack::Nothing);
+        };
+        let amount = Ord::min(booking.price_minor, refund::refundable(&pay));
+        if amount <= 0 {
+            return Ok(GivenBack::Nothing);
+        }
+        payment::decide_refund(uow, &pay, amount, refund::UNFULFILLED).await?;
+        audit_package(
+            uow,
+            action::PACKAGE_PURCHASE_REFUNDED,
+            actor,
+            "package_purchase",
+            purchase_id,
+            serde_json::json!({
+                "booking": booking.id,
+                "amountMinor": amount,
+                "reason": "the purchase expired before the session's credit could be given back",
+            }),
+        )
+        .await?;
+        return Ok(GivenBack::Money(amount));
+    }
+    if return_credit(uow, booking, actor).await? {
+        Ok(GivenBack::Credit)
+    } else {
+        Ok(GivenBack::Nothing)
+    }
+}
+
 /// Gives a cancelled booking's credit back to its purchase (once),
 /// audited. False when it had been given back already.
-pub(crate) async fn return_credit(
+async fn return_credit(
     uow: &UnitOfWork,
     booking: &bookings::Model,
     actor: Option<&str>,

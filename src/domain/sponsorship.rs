@@ -279,11 +279,7 @@ pub async fn purchase(
     uow.commit().await?;
 
     let ctx = ctx.clone();
-    let terms = CheckoutTerms {
-        description: format!("{} sponsorship ({} days)", plan.name, plan.duration_days),
-        application_fee_minor: 0,
-        expires_at: now + PAYMENT_WINDOW,
-    };
+    let terms = checkout_terms(&plan, &bought);
     tokio::spawn(async move {
         match payment::start_checkout(&ctx, pay.clone(), terms).await {
             Ok(pay) => Ok((bought, pay)),
@@ -292,7 +288,14 @@ pub async fn purchase(
                 if let Some(p) = payment::lock(uow.db(), &pay.id).await?
                     && p.checkout_url.is_none()
                 {
-                    lapse_in(&uow, &bought.id, "the checkout could not be opened", true).await?;
+                    lapse_in(
+                        &uow,
+                        &bought.id,
+                        "the checkout could not be opened",
+                        true,
+                        None,
+                    )
+                    .await?;
                 }
                 uow.commit().await?;
                 Err(e)
@@ -301,6 +304,32 @@ pub async fn purchase(
     })
     .await
     .map_err(AppError::internal)?
+}
+
+/// What a sponsorship's checkout shows: a plain charge, no fee.
+fn checkout_terms(plan: &sponsorship_plans::Model, s: &sponsorships::Model) -> CheckoutTerms {
+    CheckoutTerms {
+        description: format!("{} sponsorship ({} days)", plan.name, s.duration_days),
+        application_fee_minor: 0,
+        expires_at: s.payment_deadline.unwrap_or(s.created_at + PAYMENT_WINDOW),
+    }
+}
+
+/// The checkout terms of a sponsorship still awaiting payment within its
+/// deadline, for reopening its checkout; `None` otherwise.
+pub(crate) async fn reopen_terms(
+    db: &DatabaseConnection,
+    sponsorship_id: &str,
+    now: DateTime<Utc>,
+) -> AppResult<Option<CheckoutTerms>> {
+    let s = find(db, sponsorship_id).await?;
+    if s.status != SponsorshipStatus::PendingPayment.as_str()
+        || s.payment_deadline.is_none_or(|d| d <= now)
+    {
+        return Ok(None);
+    }
+    let plan = plan(db, &s.plan_id).await?;
+    Ok(Some(checkout_terms(&plan, &s)))
 }
 
 /// The money of a sponsorship arrived (inside the payment's unit of work,
@@ -316,6 +345,12 @@ pub(crate) async fn settle_paid(
     lock_coach(uow.db(), &current.coach_id).await?;
     let s = find(uow.db(), sponsorship_id).await?;
     let now = Utc::now();
+    let amount = refund::refundable(pay);
+    if amount == 0 {
+        // Refunded in full before it was reported paid: nothing pays for it.
+        lapse_in(uow, &s.id, "the payment was refunded", false, None).await?;
+        return Ok(());
+    }
     if s.status == SponsorshipStatus::PendingPayment.as_str() {
         let after = running(uow.db(), &s.coach_id, now)
             .await?
@@ -368,7 +403,6 @@ pub(crate) async fn settle_paid(
         .await?;
         return Ok(());
     }
-    let amount = refund::refundable(pay);
     payment::decide_refund(uow, pay, amount, refund::UNFULFILLED).await?;
     audit(
         uow,
@@ -392,6 +426,7 @@ pub(crate) async fn lapse_in(
     sponsorship_id: &str,
     reason: &str,
     fail_payment: bool,
+    actor: Option<&str>,
 ) -> AppResult<bool> {
     let pay = payment_of(uow.db(), sponsorship_id).await?;
     if let Some(p) = &pay {
@@ -420,7 +455,7 @@ pub(crate) async fn lapse_in(
     audit(
         uow,
         action::SPONSORSHIP_CANCELLED,
-        None,
+        actor,
         sponsorship_id,
         serde_json::json!({ "reason": reason }),
     )
@@ -441,7 +476,15 @@ pub async fn lapse_overdue(ctx: &DomainCtx, now: DateTime<Utc>) -> AppResult<usi
     let mut changed = 0;
     for s in overdue {
         let uow = UnitOfWork::begin(ctx).await?;
-        if lapse_in(&uow, &s.id, "payment was not completed in time", !reported).await? {
+        if lapse_in(
+            &uow,
+            &s.id,
+            "payment was not completed in time",
+            !reported,
+            None,
+        )
+        .await?
+        {
             changed += 1;
         }
         uow.commit().await?;
@@ -455,6 +498,8 @@ pub async fn expire_lapsed(ctx: &DomainCtx, now: DateTime<Utc>) -> AppResult<usi
     let ended = sponsorships::Entity::find()
         .filter(sponsorships::Column::Status.eq(SponsorshipStatus::Active.as_str()))
         .filter(sponsorships::Column::EndsAt.lte(now))
+        // One order for every sweeper, so two never wait on each other.
+        .order_by_asc(sponsorships::Column::Id)
         .limit(200)
         .all(&ctx.db)
         .await?;
@@ -527,7 +572,7 @@ pub async fn cancel(
                 ));
             }
             let reported = ctx.payments.kind() != payment::ProviderKind::Dev;
-            lapse_in(&uow, &s.id, &reason, !reported).await?;
+            lapse_in(&uow, &s.id, &reason, !reported, Some(&admin.id)).await?;
         }
         SponsorshipStatus::Active => {
             let (Some(starts), Some(ends)) = (s.starts_at, s.ends_at) else {
@@ -557,13 +602,26 @@ pub async fn cancel(
                 if ls < ends {
                     continue;
                 }
+                let (ns, ne) = (ls - given_back, le - given_back);
                 sponsorships::Entity::update_many()
-                    .col_expr(sponsorships::Column::StartsAt, Expr::value(ls - given_back))
-                    .col_expr(sponsorships::Column::EndsAt, Expr::value(le - given_back))
+                    .col_expr(sponsorships::Column::StartsAt, Expr::value(ns))
+                    .col_expr(sponsorships::Column::EndsAt, Expr::value(ne))
                     .col_expr(sponsorships::Column::UpdatedAt, Expr::value(now))
                     .filter(sponsorships::Column::Id.eq(later.id.clone()))
                     .exec(uow.db())
                     .await?;
+                audit(
+                    &uow,
+                    action::SPONSORSHIP_RESCHEDULED,
+                    Some(&admin.id),
+                    &later.id,
+                    serde_json::json!({
+                        "after": s.id,
+                        "from": [ls, le],
+                        "to": [ns, ne],
+                    }),
+                )
+                .await?;
             }
             refresh_window(&mut uow, &s.coach_id, now).await?;
             if refund_minor > 0 {

@@ -135,6 +135,7 @@ async fn packages_are_validated_owned_and_taken_off_sale() {
         (package_input("Single", 1, 25_000, 90), "sessionCount"),
         (package_input("Huge", 51, 25_000, 90), "sessionCount"),
         (package_input("Free", 5, 0, 90), "priceMinor"),
+        (package_input("Pennies", 5, 4, 90), "priceMinor"),
         (package_input("Dear", 5, 100_001, 90), "priceMinor"),
         (package_input("Short", 5, 25_000, 6), "validityDays"),
         (package_input("Long", 5, 25_000, 366), "validityDays"),
@@ -431,6 +432,22 @@ async fn a_purchase_that_cannot_pay_is_refused_and_spends_nothing() {
         .map(|p| p["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["PENDING", "ACTIVE", "EXPIRED"], "{mine}");
+    let _ = &other;
+
+    // A session that starts after the purchase expires cannot use it.
+    entity::package_purchases::Entity::update_many()
+        .col_expr(
+            entity::package_purchases::Column::ExpiresAt,
+            Expr::value(at(3, 9)),
+        )
+        .filter(entity::package_purchases::Column::Id.eq(for_other.clone()))
+        .exec(&app.state.domain.db)
+        .await
+        .unwrap();
+    let other_hold = hold_id(&app, &parent, &other_id, at(3, 9)).await;
+    let v = book_with(&app, &parent, &other_hold, &for_other).await;
+    assert_eq!(code(&v), Some("BAD_USER_INPUT"), "after expiry: {v}");
+    assert_eq!(field(&v), Some("packagePurchaseId"));
 
     // Nothing was spent and the hold is untouched.
     for id in [&paid, &for_other, &strangers] {
@@ -438,7 +455,6 @@ async fn a_purchase_that_cannot_pay_is_refused_and_spends_nothing() {
     }
     assert_eq!(hold_status(&app, &hold).await, "ACTIVE");
     assert_eq!(app.audit_count("package.credit_spent").await, 0);
-    let _ = other_id;
 
     // The job records the expiry, audited.
     maestro_hub::domain::booking::sweep(&app.state.domain)
@@ -807,5 +823,36 @@ async fn a_suspended_coach_is_never_lifted_and_a_cancelled_sponsorships_payment_
             .await
             .iter()
             .all(|(id, sponsored)| id != &other_id || !sponsored)
+    );
+}
+
+#[tokio::test]
+async fn a_purchase_refunded_before_its_payment_is_reported_grants_nothing() {
+    let (app, stripe) = stripe_app().await;
+    let admin = app.admin_token().await;
+    let (coach, _, _) = payable_coach(&app, &admin, "coach@example.com").await;
+    let parent = consumer(&app, "parent@example.com").await;
+    let package = create_package(&app, &coach, package_input("Five", 5, 25_000, 30)).await;
+    let p = purchase(&app, &parent, &package).await;
+    let payment = p["payment"]["id"].as_str().unwrap().to_string();
+    let session = session_of(p["payment"]["checkoutUrl"].as_str().unwrap());
+    // Refunded in full from Stripe's dashboard; that report overtakes the
+    // payment's.
+    let object = stripe.pay(&session);
+    let pi = object["payment_intent"].as_str().unwrap().to_string();
+    let charge = crate::fake_stripe::charge(&pi, 25_000, 25_000, &payment);
+    assert_eq!(deliver(&app, "evt_r", "charge.refunded", charge).await, 200);
+    assert_eq!(
+        deliver(&app, "evt_p", "checkout.session.completed", object).await,
+        200
+    );
+    let mine = app.gql_as(Some(&parent), MINE, json!({})).await;
+    let m = &mine["data"]["myPackagePurchases"][0];
+    assert_eq!(m["status"], "CANCELLED", "{mine}");
+    assert_eq!(m["sessionsRemaining"], 0, "no credits for refunded money");
+    assert_eq!(app.audit_count("package.purchased").await, 0);
+    assert!(
+        stripe.acted("/v1/refunds").is_empty(),
+        "nothing refunded twice"
     );
 }

@@ -229,7 +229,15 @@ async fn book_with_credit(
     if hold::status_at(&hold, now) != HoldStatus::Active {
         return Err(conflict("the hold has expired or was already used"));
     }
-    let bought = package::spendable(&ctx.db, user, purchase_id, &hold.coach_id, now).await?;
+    let bought = package::spendable(
+        &ctx.db,
+        user,
+        purchase_id,
+        &hold.coach_id,
+        now,
+        hold.start_at,
+    )
+    .await?;
     let profile = coach::get(&ctx.db, &hold.coach_id).await?;
     let share = policy::package_share(
         bought.price_minor,
@@ -246,7 +254,7 @@ async fn book_with_credit(
         return Err(conflict("the hold has expired or was already used"));
     }
     let booking_id = uuid::Uuid::now_v7().to_string();
-    package::spend_credit(&uow, user, &bought, &booking_id, now).await?;
+    package::spend_credit(&uow, user, &bought, &booking_id, now, hold.start_at).await?;
     // Confirmed: the time stays taken for good.
     let carried = reservations::Entity::update_many()
         .col_expr(
@@ -422,7 +430,6 @@ pub async fn reopen_checkouts(ctx: &DomainCtx, now: DateTime<Utc>) -> AppResult<
     let stale = payments::Entity::find()
         .filter(payments::Column::Status.eq(payment::PaymentStatus::Pending.as_str()))
         .filter(payments::Column::CheckoutUrl.is_null())
-        .filter(payments::Column::BookingId.is_not_null())
         // Not one whose booking is opening it right now.
         .filter(payments::Column::CreatedAt.lt(now - chrono::Duration::seconds(30)))
         .limit(100)
@@ -431,6 +438,25 @@ pub async fn reopen_checkouts(ctx: &DomainCtx, now: DateTime<Utc>) -> AppResult<
     let mut opened = 0;
     for p in stale {
         let Some(booking_id) = p.booking_id.clone() else {
+            // A package purchase or a sponsorship: the same, from its row.
+            let terms = match Purpose::of(&p) {
+                Some(Purpose::PackagePurchase(id)) => {
+                    package::reopen_terms(&ctx.db, &id, now).await?
+                }
+                Some(Purpose::Sponsorship(id)) => {
+                    crate::domain::sponsorship::reopen_terms(&ctx.db, &id, now).await?
+                }
+                _ => None,
+            };
+            if let Some(terms) = terms {
+                let id = p.id.clone();
+                match payment::start_checkout(ctx, p, terms).await {
+                    Ok(_) => opened += 1,
+                    Err(e) => {
+                        tracing::warn!(payment = %id, error = ?e, "checkout still not opened")
+                    }
+                }
+            }
             continue;
         };
         let booking = load(&ctx.db, &booking_id).await?;
@@ -729,8 +755,16 @@ async fn settle(
     if free_time {
         reservation::free_for_booking(uow.db(), &booking.id).await?;
     }
-    let credit_returned =
-        credit_back && package::return_credit(&uow, booking, Some(&user.id)).await?;
+    let mut credit_returned = false;
+    if credit_back {
+        match package::give_back(&mut uow, booking, Some(&user.id)).await? {
+            package::GivenBack::Credit => credit_returned = true,
+            package::GivenBack::Money(amount) => {
+                add_refunded(&uow, &booking.id, amount, Some(&user.id)).await?;
+            }
+            package::GivenBack::Nothing => {}
+        }
+    }
     if refund_minor > 0 {
         let payment = payment::of_booking(uow.db(), &booking.id)
             .await?

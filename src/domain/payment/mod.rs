@@ -587,7 +587,7 @@ pub async fn settle_abandoned(
             crate::domain::package::lapse_in(uow, &id, reason, false).await?;
         }
         Some(Purpose::Sponsorship(id)) => {
-            crate::domain::sponsorship::lapse_in(uow, &id, reason, false).await?;
+            crate::domain::sponsorship::lapse_in(uow, &id, reason, false, None).await?;
         }
         None => {}
     }

@@ -105,6 +105,7 @@ pub async fn seed_demo(
                 session_version: Set(0),
                 suspended_at: Set(None),
                 suspension_reason: Set(None),
+                deleted_at: Set(None),
                 created_at: Set(at),
                 updated_at: Set(at),
             }
@@ -236,6 +237,9 @@ pub async fn seed_demo(
                 comment: Set(COMMENTS[rng.random_range(0..COMMENTS.len())].into()),
                 coach_response: Set(None),
                 hidden: Set(false),
+                hidden_reason: Set(None),
+                hidden_at: Set(None),
+                responded_at: Set(None),
                 created_at: Set(at),
             });
         }

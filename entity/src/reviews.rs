@@ -13,6 +13,10 @@ pub struct Model {
     pub comment: String,
     pub coach_response: Option<String>,
     pub hidden: bool,
+    /// Why an admin hid it.
+    pub hidden_reason: Option<String>,
+    pub hidden_at: Option<DateTimeUtc>,
+    pub responded_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
 }
 

@@ -21,6 +21,8 @@ pub struct Model {
     pub session_version: i32,
     pub suspended_at: Option<DateTimeUtc>,
     pub suspension_reason: Option<String>,
+    /// Deleted at the owner's request: personal fields are anonymised.
+    pub deleted_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -10,6 +10,7 @@ mod m20261201_000005_generalise_payments;
 mod m20261201_000006_stripe_payments;
 mod m20261201_000007_email_outbox;
 mod m20261201_000008_packages_sponsorships;
+mod m20261201_000009_reviews_privacy;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_stripe_payments::Migration),
             Box::new(m20261201_000007_email_outbox::Migration),
             Box::new(m20261201_000008_packages_sponsorships::Migration),
+            Box::new(m20261201_000009_reviews_privacy::Migration),
         ]
     }
 }

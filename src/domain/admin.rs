@@ -208,3 +208,214 @@ mod properties {
         }
     }
 }
+
+/// The admin console's figures for `[from, to)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bookings created in the range, and of those the ones now
+    /// COMPLETED and CANCELLED.
+    pub bookings_count: u64,
+    pub completed_count: u64,
+    pub cancelled_count: u64,
+    /// Accounts created in the range.
+    pub new_users: u64,
+    /// Coaches with a paid booking (confirmed, completed or a no-show)
+    /// created in the range.
+    pub active_coaches: u64,
+    /// Per currency, never summed across: money taken by payments made in
+    /// the range, less what was refunded (or is being refunded) of them.
+    pub gross: Vec<(String, i64)>,
+    /// Per currency: what the platform keeps of that, its fee on bookings
+    /// and packages after refunds (refunded in proportion) and all of a
+    /// sponsorship.
+    pub platform: Vec<(String, i64)>,
+}
+
+/// How far apart `from` and `to` may be.
+pub const MAX_STATS_RANGE_DAYS: i64 = 3_660;
+
+pub fn check_range(
+    from: chrono::DateTime<Utc>,
+    to: chrono::DateTime<Utc>,
+    max_days: i64,
+) -> AppResult<()> {
+    if to <= from {
+        return Err(AppError::bad_input("to", "must be after from"));
+    }
+    if to - from > chrono::Duration::days(max_days) {
+        return Err(AppError::bad_input(
+            "to",
+            format!("at most {max_days} days after from"),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn stats(
+    db: &DatabaseConnection,
+    from: chrono::DateTime<Utc>,
+    to: chrono::DateTime<Utc>,
+) -> AppResult<Stats> {
+    use crate::domain::booking::BookingStatus;
+    use crate::domain::payment::{PaymentStatus, net_shares};
+    use entity::bookings;
+    use futures_util::TryStreamExt;
+    use sea_orm::{FromQueryResult, Statement};
+
+    check_range(from, to, MAX_STATS_RANGE_DAYS)?;
+    let in_range = || {
+        Condition::all()
+            .add(bookings::Column::CreatedAt.gte(from))
+            .add(bookings::Column::CreatedAt.lt(to))
+    };
+    let count_status = |s: Option<BookingStatus>| {
+        let mut q = bookings::Entity::find().filter(in_range());
+        if let Some(s) = s {
+            q = q.filter(bookings::Column::Status.eq(s.as_str()));
+        }
+        q.count(db)
+    };
+    let bookings_count = count_status(None).await?;
+    let completed_count = count_status(Some(BookingStatus::Completed)).await?;
+    let cancelled_count = count_status(Some(BookingStatus::Cancelled)).await?;
+    let new_users = users::Entity::find()
+        .filter(users::Column::CreatedAt.gte(from))
+        .filter(users::Column::CreatedAt.lt(to))
+        .count(db)
+        .await?;
+    let active: Vec<String> = bookings::Entity::find()
+        .select_only()
+        .column(bookings::Column::CoachId)
+        .distinct()
+        .filter(in_range())
+        .filter(bookings::Column::Status.is_in([
+            BookingStatus::Confirmed.as_str(),
+            BookingStatus::Completed.as_str(),
+            BookingStatus::NoShowConsumer.as_str(),
+            BookingStatus::NoShowCoach.as_str(),
+        ]))
+        .into_tuple()
+        .all(db)
+        .await?;
+
+    #[derive(FromQueryResult)]
+    struct Paid {
+        purpose: String,
+        currency: String,
+        amount_minor: i64,
+        refunded_minor: i64,
+        refund_decided_minor: i64,
+        booking_fee: Option<i64>,
+        package_fee: Option<i64>,
+    }
+    let backend = db.get_database_backend();
+    let ph = |n| crate::domain::review::placeholder(backend, n);
+    let statuses: Vec<&str> = PaymentStatus::ALL
+        .into_iter()
+        .filter(|s| s.is_paid())
+        .map(PaymentStatus::as_str)
+        .collect();
+    let sql = format!(
+        "SELECT p.purpose, p.currency, p.amount_minor, p.refunded_minor, p.refund_decided_minor,
+                b.platform_fee_minor AS booking_fee, pp.platform_fee_minor AS package_fee
+         FROM payments p
+         LEFT JOIN bookings b ON b.id = p.booking_id
+         LEFT JOIN package_purchases pp ON pp.id = p.package_purchase_id
+         WHERE p.created_at >= {} AND p.created_at < {} AND p.status IN ({}, {}, {})",
+        ph(1),
+        ph(2),
+        ph(3),
+        ph(4),
+        ph(5)
+    );
+    let mut values: Vec<sea_orm::Value> = vec![from.into(), to.into()];
+    values.extend(statuses.iter().map(|s| (*s).into()));
+    let mut gross: std::collections::BTreeMap<String, i64> = Default::default();
+    let mut platform: std::collections::BTreeMap<String, i64> = Default::default();
+    // Streamed: a year of payments is never held in memory.
+    let mut rows = Paid::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
+        .stream(db)
+        .await?;
+    while let Some(p) = rows.try_next().await? {
+        let refunded = Ord::max(p.refunded_minor, p.refund_decided_minor).clamp(0, p.amount_minor);
+        let kept = p.amount_minor - refunded;
+        let fee = match p.purpose.as_str() {
+            "BOOKING" => net_shares(p.amount_minor, p.booking_fee.unwrap_or(0), refunded).1,
+            "PACKAGE_PURCHASE" => {
+                net_shares(p.amount_minor, p.package_fee.unwrap_or(0), refunded).1
+            }
+            // The platform keeps all of a sponsorship.
+            _ => kept,
+        };
+        *gross.entry(p.currency.clone()).or_default() += kept;
+        *platform.entry(p.currency).or_default() += fee;
+    }
+    Ok(Stats {
+        bookings_count,
+        completed_count,
+        cancelled_count,
+        new_users,
+        active_coaches: active.len() as u64,
+        gross: gross.into_iter().collect(),
+        platform: platform.into_iter().collect(),
+    })
+}
+
+/// Filters of the audit log.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub action: Option<String>,
+    pub actor_id: Option<String>,
+    pub target_id: Option<String>,
+    pub from: Option<chrono::DateTime<Utc>>,
+    pub to: Option<chrono::DateTime<Utc>>,
+}
+
+/// The audit log, newest first, keyset-paginated by id.
+pub async fn audit_log(
+    db: &DatabaseConnection,
+    filter: AuditFilter,
+    first: Option<i32>,
+    after: Option<&str>,
+) -> AppResult<IdPage<entity::audit_log::Model>> {
+    use entity::audit_log;
+    let limit = page_size(first)?;
+    let mut cond = Condition::all();
+    for (field, value, col) in [
+        ("action", &filter.action, audit_log::Column::Action),
+        ("actorId", &filter.actor_id, audit_log::Column::ActorId),
+        ("targetId", &filter.target_id, audit_log::Column::TargetId),
+    ] {
+        if let Some(v) = value {
+            if v.len() > 100 {
+                return Err(AppError::bad_input(field, "at most 100 characters"));
+            }
+            cond = cond.add(col.eq(v.clone()));
+        }
+    }
+    if let Some(f) = filter.from {
+        cond = cond.add(audit_log::Column::CreatedAt.gte(f));
+    }
+    if let Some(t) = filter.to {
+        cond = cond.add(audit_log::Column::CreatedAt.lt(t));
+    }
+    let mut q = audit_log::Entity::find().filter(cond.clone());
+    if let Some(a) = after {
+        q = q.filter(audit_log::Column::Id.lt(decode("audit", a)?));
+    }
+    let mut rows = q
+        .order_by_desc(audit_log::Column::Id)
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    let has_next = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let total_count = audit_log::Entity::find().filter(cond).count(db).await?;
+    let cursors = rows.iter().map(|r| encode("audit", &r.id)).collect();
+    Ok(IdPage {
+        items: rows,
+        cursors,
+        has_next,
+        total_count,
+    })
+}

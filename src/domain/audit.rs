@@ -36,6 +36,13 @@ pub mod action {
     pub const PAYOUT_ONBOARDING_STARTED: &str = "payout.onboarding_started";
     pub const PAYOUTS_CHANGED: &str = "payout.status_changed";
     pub const CHECKOUT_FAILED: &str = "booking.checkout_failed";
+    pub const REVIEW_CREATED: &str = "review.created";
+    pub const REVIEW_RESPONDED: &str = "review.responded";
+    pub const REVIEW_HIDDEN: &str = "review.hidden";
+    pub const REVIEW_UNHIDDEN: &str = "review.unhidden";
+    pub const EXPORT_DOWNLOADED: &str = "admin.exported";
+    pub const ACCOUNT_EXPORTED: &str = "account.exported";
+    pub const ACCOUNT_DELETED: &str = "account.deleted";
     pub const PACKAGE_CREATED: &str = "package.created";
     pub const PACKAGE_ACTIVATED: &str = "package.activated";
     pub const PACKAGE_DEACTIVATED: &str = "package.deactivated";
@@ -51,6 +58,7 @@ pub mod action {
     pub const SPONSORSHIP_CANCELLED: &str = "sponsorship.cancelled";
     pub const SPONSORSHIP_REFUNDED: &str = "sponsorship.refunded";
     pub const SPONSORSHIP_EXPIRED: &str = "sponsorship.expired";
+    pub const SPONSORSHIP_RESCHEDULED: &str = "sponsorship.rescheduled";
 }
 
 /// One audit entry to write.

@@ -95,7 +95,7 @@ pub async fn hash_password(password: &Password) -> AppResult<String> {
     .map_err(AppError::internal)?
 }
 
-async fn verify_password(password: &str, hash: &str) -> AppResult<bool> {
+pub(crate) async fn verify_password(password: &str, hash: &str) -> AppResult<bool> {
     let (pw, hash) = (password.to_string(), hash.to_string());
     tokio::task::spawn_blocking(move || {
         Ok(argon2()?
@@ -300,6 +300,7 @@ async fn insert_user<C: ConnectionTrait>(
         session_version: Set(0),
         suspended_at: Set(None),
         suspension_reason: Set(None),
+        deleted_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

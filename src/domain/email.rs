@@ -141,6 +141,13 @@ pub async fn queue(
     key: &str,
     mut data: serde_json::Value,
 ) -> AppResult<()> {
+    // A deleted account's address reaches no one.
+    if to.email.ends_with(&format!(
+        "@{}",
+        crate::domain::privacy::DELETED_EMAIL_DOMAIN
+    )) {
+        return Ok(());
+    }
     if let Some(map) = data.as_object_mut() {
         map.entry("name").or_insert_with(|| to.name.clone().into());
         map.entry("tz")

@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod package;
 pub mod payment;
 pub mod payout;
+pub mod privacy;
 pub mod reference;
 pub mod reservation;
 pub mod review;

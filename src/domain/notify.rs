@@ -181,6 +181,31 @@ pub async fn refund_issued(
     .await
 }
 
+/// A consumer reviewed the session: to the coach (the comment as stored,
+/// already sanitised; the HTML escapes it again).
+pub async fn review_received(
+    uow: &mut UnitOfWork,
+    b: &bookings::Model,
+    review: &crate::domain::review::ReviewRow,
+) -> AppResult<()> {
+    let to = email::recipient(uow.db(), &b.coach_user_id).await?;
+    email::queue(
+        uow,
+        &to,
+        Template::ReviewReceived,
+        &format!("review:{}", review.id),
+        with(
+            booking_data(b),
+            serde_json::json!({
+                "other_name": review.author_name,
+                "rating": review.rating,
+                "comment": review.comment,
+            }),
+        ),
+    )
+    .await
+}
+
 /// The receipt of a package or a sponsorship, to whoever paid.
 pub async fn purchase_receipt(
     uow: &mut UnitOfWork,

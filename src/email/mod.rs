@@ -24,10 +24,11 @@ pub enum Template {
     CoachRejected,
     RefundIssued,
     PurchaseReceipt,
+    ReviewReceived,
 }
 
 impl Template {
-    pub const ALL: [Template; 10] = [
+    pub const ALL: [Template; 11] = [
         Template::VerifyEmail,
         Template::PasswordReset,
         Template::BookingConfirmed,
@@ -38,6 +39,7 @@ impl Template {
         Template::CoachRejected,
         Template::RefundIssued,
         Template::PurchaseReceipt,
+        Template::ReviewReceived,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +54,7 @@ impl Template {
             Template::CoachRejected => "coach_rejected",
             Template::RefundIssued => "refund_issued",
             Template::PurchaseReceipt => "purchase_receipt",
+            Template::ReviewReceived => "review_received",
         }
     }
 
@@ -215,6 +218,8 @@ mod tests {
             "reference": "p1",
             "item": "<b>Ten sessions</b>",
             "credit_returned": true,
+            "rating": 4,
+            "comment": "<script>x</script>Great",
         });
         for template in Template::ALL {
             let r = t.render(template, &data).unwrap();

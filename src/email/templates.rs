@@ -161,6 +161,24 @@ pub const ALL: &[(&str, &str)] = &[
         "refund_issued.txt",
         "Hello {{ name }},\n\nWe issued a refund of {{ amount_minor | money(currency) }} to the card that paid. It usually arrives within 5 to 10 business days.\n",
     ),
+    // A new review, to the coach.
+    (
+        "review_received.subject.txt",
+        "New review: {{ rating }} of 5 from {{ other_name }}",
+    ),
+    (
+        "review_received.html",
+        r#"{% extends "layout.html" %}{% block title %}New review{% endblock %}{% block body %}
+<p>Hello {{ name }},</p>
+<p>{{ other_name }} rated the session on {{ start_at | when(tz) }} <strong>{{ rating }} of 5</strong>.</p>
+{% if comment %}<blockquote>{{ comment }}</blockquote>{% endif %}
+<p>You can answer it once, from your reviews.</p>
+{% endblock %}"#,
+    ),
+    (
+        "review_received.txt",
+        "Hello {{ name }},\n\n{{ other_name }} rated the session on {{ start_at | when(tz) }} {{ rating }} of 5.\n{% if comment %}\n{{ comment }}\n{% endif %}\nYou can answer it once, from your reviews.\n",
+    ),
     // Receipt of a package or a sponsorship.
     (
         "purchase_receipt.subject.txt",

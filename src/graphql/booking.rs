@@ -261,7 +261,7 @@ impl Booking {
             load_one(ctx, &loaders(ctx)?.booking_reviews, self.0.id.clone())
                 .await?
                 .flatten()
-                .map(Review),
+                .map(|r| Review(r, false)),
         )
     }
     async fn cancellation_reason(&self) -> Option<&str> {

@@ -71,10 +71,15 @@ pub struct TotalCount {
 pub type CoachConnection = Connection<String, Coach, TotalCount>;
 pub type ReviewConnection = Connection<String, Review, TotalCount>;
 
-pub struct Review(pub ReviewRow);
+/// A review, and whether an admin hid it (public lists hold only visible
+/// ones).
+pub struct Review(pub ReviewRow, pub bool);
 
 /// First name and last initial: enough to be personal, not enough to find.
 fn short_name(full: &str) -> String {
+    if full == crate::domain::privacy::DELETED_NAME {
+        return full.to_string();
+    }
     let mut parts = full.split_whitespace();
     let first = parts.next().unwrap_or("Parent");
     match parts.last().and_then(|l| l.chars().next()) {
@@ -102,6 +107,10 @@ impl Review {
     }
     async fn created_at(&self) -> DateTime {
         self.0.created_at.into()
+    }
+    /// Hidden by an admin: out of the public list and the rating figures.
+    async fn hidden(&self) -> bool {
+        self.1
     }
 }
 
@@ -280,7 +289,7 @@ impl Coach {
             TotalCount { total_count: total },
         );
         for r in rows.into_iter().take(limit as usize) {
-            conn.edges.push(Edge::new(r.id.clone(), Review(r)));
+            conn.edges.push(Edge::new(r.id.clone(), Review(r, false)));
         }
         Ok(conn)
     }

@@ -2,13 +2,15 @@
 
 use async_graphql::{MergedObject, MergedSubscription, Schema};
 
-use crate::graphql::admin::{AdminMutation, AdminQuery};
+use crate::graphql::admin::{AdminFiguresQuery, AdminMutation, AdminQuery};
 use crate::graphql::auth::{AuthMutation, AuthQuery};
 use crate::graphql::booking::{BookingMutation, BookingQuery, BookingSubscription};
 use crate::graphql::coach::{CoachMutation, CoachQuery};
 use crate::graphql::commerce::{CommerceMutation, CommerceQuery};
+use crate::graphql::privacy::PrivacyMutation;
 use crate::graphql::problems::ProblemsQuery;
 use crate::graphql::reference::ReferenceQuery;
+use crate::graphql::reviews::ReviewMutation;
 use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
@@ -21,6 +23,7 @@ pub struct QueryRoot(
     AdminQuery,
     ProblemsQuery,
     CommerceQuery,
+    AdminFiguresQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -31,6 +34,8 @@ pub struct MutationRoot(
     BookingMutation,
     AdminMutation,
     CommerceMutation,
+    ReviewMutation,
+    PrivacyMutation,
 );
 
 #[derive(MergedSubscription, Default)]

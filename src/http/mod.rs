@@ -2,6 +2,7 @@
 //! `middleware.rs`, and the handlers behind them.
 
 pub mod dev_checkout;
+pub mod exports;
 pub mod graphql;
 pub mod health;
 pub mod middleware;

@@ -6,7 +6,7 @@ use tokio::sync::watch;
 
 use crate::domain::payment::ProviderKind;
 use crate::graphql::AppSchema;
-use crate::http::{dev_checkout, graphql, health, middleware, playground, webhooks, ws};
+use crate::http::{dev_checkout, exports, graphql, health, middleware, playground, webhooks, ws};
 use crate::state::AppState;
 
 /// What the HTTP handlers share.
@@ -20,6 +20,8 @@ pub struct HttpState {
     pub sockets: std::sync::Arc<ws::SocketCounts>,
     /// Turns true when the server shuts down (sockets close with 1012).
     pub stop: watch::Receiver<bool>,
+    /// Admin CSV exports streaming at once (each holds a connection).
+    pub exports: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl axum::extract::FromRef<HttpState> for AppState {
@@ -37,11 +39,14 @@ pub fn router(state: AppState, schema: AppSchema, stop: watch::Receiver<bool>) -
         ip_budget: general.budget(),
         sockets: Default::default(),
         stop,
+        exports: std::sync::Arc::new(tokio::sync::Semaphore::new(2)),
     };
 
     let mut api = Router::new()
         .route("/graphql", post(graphql::graphql))
-        .route("/graphql/ws", get(ws::graphql_ws));
+        .route("/graphql/ws", get(ws::graphql_ws))
+        .route("/admin/exports/bookings.csv", get(exports::bookings))
+        .route("/admin/exports/payments.csv", get(exports::payments));
     if state.domain.payments.kind() == ProviderKind::Dev {
         api = api
             .route(

@@ -90,7 +90,7 @@ pub async fn confirmed(app: &TestApp, token: &str, coach: &str, start: DateTime<
 }
 
 /// Moves a booking's session into the past (the clock cannot be waited on).
-async fn shift_to_past(app: &TestApp, booking_id: &str, hours_ago: i64) {
+pub async fn shift_to_past(app: &TestApp, booking_id: &str, hours_ago: i64) {
     let start = Utc::now() - Duration::hours(hours_ago);
     let end = start + Duration::hours(1);
     let b = entity::bookings::Entity::find_by_id(booking_id.to_string())

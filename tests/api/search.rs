@@ -60,6 +60,7 @@ async fn insert(app: &TestApp, s: Spec) -> String {
         session_version: Set(0),
         suspended_at: Set(None),
         suspension_reason: Set(None),
+        deleted_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -112,6 +113,9 @@ async fn insert(app: &TestApp, s: Spec) -> String {
             comment: Set("Good".into()),
             coach_response: Set(None),
             hidden: Set(false),
+            hidden_reason: Set(None),
+            hidden_at: Set(None),
+            responded_at: Set(None),
             created_at: Set(now),
         }
         .insert(db)

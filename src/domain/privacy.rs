@@ -111,12 +111,8 @@ pub async fn export(ctx: &DomainCtx, user: &CurrentUser) -> AppResult<Value> {
         .all(db)
         .await?;
     let mut counterpart_ids = HashSet::new();
-    for b in &my_bookings {
-        counterpart_ids.insert(if b.consumer_id == me.id {
-            b.coach_user_id.clone()
-        } else {
-            b.consumer_id.clone()
-        });
+    for b in my_bookings.iter().filter(|b| b.consumer_id != me.id) {
+        counterpart_ids.insert(b.consumer_id.clone());
     }
     let written = reviews::Entity::find()
         .filter(reviews::Column::ConsumerId.eq(me.id.clone()))
@@ -173,6 +169,24 @@ pub async fn export(ctx: &DomainCtx, user: &CurrentUser) -> AppResult<Value> {
     counterpart_ids.remove(&me.id);
     let names = names(db, counterpart_ids).await?;
     let name_of = |id: &str| names.get(id).cloned().unwrap_or_default();
+    // A coach appears under their public display name.
+    let coach_ids: Vec<String> = my_bookings
+        .iter()
+        .filter(|b| b.consumer_id == me.id)
+        .map(|b| b.coach_id.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut coach_names = HashMap::new();
+    for chunk in coach_ids.chunks(CHUNK) {
+        for c in coach_profiles::Entity::find()
+            .filter(coach_profiles::Column::Id.is_in(chunk.to_vec()))
+            .all(db)
+            .await?
+        {
+            coach_names.insert(c.id, c.display_name);
+        }
+    }
 
     let booking_ids: Vec<String> = my_bookings.iter().map(|b| b.id.clone()).collect();
     let purchase_ids: Vec<String> = my_purchases
@@ -240,7 +254,11 @@ pub async fn export(ctx: &DomainCtx, user: &CurrentUser) -> AppResult<Value> {
             json!({
                 "id": b.id,
                 "as": if as_consumer { "CONSUMER" } else { "COACH" },
-                "with": name_of(if as_consumer { &b.coach_user_id } else { &b.consumer_id }),
+                "with": if as_consumer {
+                    coach_names.get(&b.coach_id).cloned().unwrap_or_default()
+                } else {
+                    name_of(&b.consumer_id)
+                },
                 "startAt": b.start_at,
                 "endAt": b.end_at,
                 "status": b.status,
@@ -590,6 +608,28 @@ async fn anonymise(
         .filter(outbox::Column::UserId.eq(me.id.clone()))
         .exec(db)
         .await?;
+    // Emails to others name them as the counterpart: "Former user" now.
+    if !me.name.is_empty() {
+        let naming = outbox::Entity::find()
+            .filter(outbox::Column::Data.contains(me.name.as_str()))
+            .all(db)
+            .await?;
+        for row in naming {
+            let mut data: Value = serde_json::from_str(&row.data).unwrap_or_default();
+            let Some(map) = data.as_object_mut() else {
+                continue;
+            };
+            if map.get("other_name").and_then(Value::as_str) != Some(me.name.as_str()) {
+                continue;
+            }
+            map.insert("other_name".into(), DELETED_NAME.into());
+            outbox::Entity::update_many()
+                .col_expr(outbox::Column::Data, Expr::value(data.to_string()))
+                .filter(outbox::Column::Id.eq(row.id.clone()))
+                .exec(db)
+                .await?;
+        }
+    }
     // The audit log keeps what happened, not where from or who by email.
     let about = Condition::any()
         .add(audit_log::Column::ActorId.eq(me.id.clone()))

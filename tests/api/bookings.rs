@@ -535,7 +535,9 @@ async fn refund_amounts_for_each_cancellation_case() {
         "{v}"
     );
 
-    // Cancelling before paying: nothing was paid, nothing refunded.
+    // Cancelling before paying: nothing was paid, nothing refunded, and
+    // the payment will never complete (the dev provider reports nothing,
+    // so it fails at once).
     let h = hold(&app, &parent, &coach, at(5, 9), 60).await;
     let b = app
         .gql_as(
@@ -553,7 +555,7 @@ async fn refund_amounts_for_each_cancellation_case() {
     .await;
     assert_eq!(
         refunded(&app, &parent, &pending).await,
-        ("CANCELLED".into(), 0, "PENDING".into())
+        ("CANCELLED".into(), 0, "FAILED".into())
     );
 
     // No-shows: the consumer reporting the coach is refunded; the reverse is not.

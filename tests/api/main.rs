@@ -21,6 +21,7 @@ mod live;
 mod migrations;
 mod packages;
 mod payments;
+mod privacy;
 mod reviews;
 mod search;
 mod shutdown;

@@ -755,6 +755,15 @@ async fn settle(
     if free_time {
         reservation::free_for_booking(uow.db(), &booking.id).await?;
     }
+    // Cancelled before it was paid: its payment will never complete. A
+    // provider that reports its checkouts (Stripe) settles it instead
+    // (a payment made meanwhile is then refunded).
+    if booking.status == BookingStatus::PendingPayment.as_str()
+        && let Some(p) = payment::of_booking(uow.db(), &booking.id).await?
+        && (ctx.payments.kind() == payment::ProviderKind::Dev || p.provider_ref.is_none())
+    {
+        payment::fail_pending(&uow, &p, "the booking was cancelled before payment").await?;
+    }
     let mut credit_returned = false;
     if credit_back {
         match package::give_back(&mut uow, booking, Some(&user.id)).await? {

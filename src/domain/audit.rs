@@ -43,6 +43,7 @@ pub mod action {
     pub const EXPORT_DOWNLOADED: &str = "admin.exported";
     pub const ACCOUNT_EXPORTED: &str = "account.exported";
     pub const ACCOUNT_DELETED: &str = "account.deleted";
+    pub const ACCOUNT_DELETION_STARTED: &str = "account.deletion_started";
     pub const PACKAGE_CREATED: &str = "package.created";
     pub const PACKAGE_ACTIVATED: &str = "package.activated";
     pub const PACKAGE_DEACTIVATED: &str = "package.deactivated";

@@ -958,3 +958,92 @@ pub async fn mine(
         .all(db)
         .await?)
 }
+
+/// A coach left: their packages can no longer be used. Every purchase of
+/// theirs still awaiting payment is cancelled (a payment that arrives
+/// anyway is refunded in full), and each one with credits left before its
+/// expiry is refunded those credits' share and cancelled, each in its own
+/// unit of work, audited.
+pub async fn refund_unused_of_coach(
+    ctx: &DomainCtx,
+    coach_id: &str,
+    actor: &str,
+) -> AppResult<usize> {
+    let now = Utc::now();
+    let reason = "the coach left Maestro Hub";
+    let open = package_purchases::Entity::find()
+        .filter(package_purchases::Column::CoachId.eq(coach_id))
+        .filter(package_purchases::Column::Status.is_in([
+            PurchaseStatus::Pending.as_str(),
+            PurchaseStatus::Active.as_str(),
+        ]))
+        .order_by_asc(package_purchases::Column::Id)
+        .all(&ctx.db)
+        .await?;
+    let reported = ctx.payments.kind() != payment::ProviderKind::Dev;
+    let mut changed = 0;
+    for p in open {
+        let mut uow = UnitOfWork::begin(ctx).await?;
+        if p.status == PurchaseStatus::Pending.as_str() {
+            if lapse_in(&mut uow, &p.id, reason, !reported).await? {
+                changed += 1;
+            }
+            uow.commit().await?;
+            continue;
+        }
+        let pay = match payment_of(uow.db(), &p.id).await? {
+            Some(x) => payment::lock(uow.db(), &x.id).await?,
+            None => None,
+        };
+        let Some(bought) = lock(uow.db(), &p.id).await? else {
+            continue;
+        };
+        if status_at(&bought, now) != PurchaseStatus::Active || bought.sessions_remaining <= 0 {
+            continue;
+        }
+        let share = policy::package_share(
+            bought.price_minor,
+            bought.platform_fee_minor,
+            bought.sessions_total,
+        );
+        let amount = pay.as_ref().map_or(0, |pay| {
+            Ord::min(
+                share.price_minor * i64::from(bought.sessions_remaining),
+                refund::refundable(pay),
+            )
+        });
+        if let Some(pay) = &pay {
+            payment::decide_refund(&mut uow, pay, amount, refund::UNFULFILLED).await?;
+        }
+        package_purchases::Entity::update_many()
+            .col_expr(package_purchases::Column::SessionsRemaining, Expr::value(0))
+            .col_expr(
+                package_purchases::Column::Status,
+                Expr::value(PurchaseStatus::Cancelled.as_str()),
+            )
+            .col_expr(
+                package_purchases::Column::CancellationReason,
+                Expr::value(reason),
+            )
+            .col_expr(package_purchases::Column::UpdatedAt, Expr::value(now))
+            .filter(package_purchases::Column::Id.eq(bought.id.clone()))
+            .exec(uow.db())
+            .await?;
+        audit_package(
+            &uow,
+            action::PACKAGE_PURCHASE_REFUNDED,
+            Some(actor),
+            "package_purchase",
+            &bought.id,
+            serde_json::json!({
+                "amountMinor": amount,
+                "creditsRefunded": bought.sessions_remaining,
+                "reason": reason,
+            }),
+        )
+        .await?;
+        uow.commit().await?;
+        changed += 1;
+    }
+    Ok(changed)
+}

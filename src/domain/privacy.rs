@@ -328,7 +328,16 @@ pub async fn export(ctx: &DomainCtx, user: &CurrentUser) -> AppResult<Value> {
             "startsAt": s.starts_at, "endsAt": s.ends_at,
             "priceMinor": s.price_minor, "currency": s.currency, "createdAt": s.created_at,
         })).collect::<Vec<_>>(),
-        "auditEntries": audit,
+        // An entry about the caller made by someone else (an admin) keeps
+        // that person's address to itself.
+        "auditEntries": audit.into_iter().map(|mut a| {
+            if a["actor_id"].as_str() != Some(me.id.as_str())
+                && let Some(m) = a.as_object_mut()
+            {
+                m.remove("ip");
+            }
+            a
+        }).collect::<Vec<_>>(),
     });
 
     let uow = UnitOfWork::begin(ctx).await?;
@@ -350,7 +359,29 @@ async fn still_moving<C: ConnectionTrait>(
     db: &C,
     user_id: &str,
     coach_id: Option<&str>,
+    deletion_started: bool,
 ) -> AppResult<Option<&'static str>> {
+    let now = Utc::now();
+    let pending_purchase = package_purchases::Entity::find()
+        .filter(package_purchases::Column::ConsumerId.eq(user_id))
+        .filter(package_purchases::Column::Status.eq("PENDING"))
+        .filter(package_purchases::Column::PaymentDeadline.gt(now))
+        .one(db)
+        .await?;
+    let pending_sponsorship = match coach_id {
+        Some(c) => {
+            sponsorships::Entity::find()
+                .filter(sponsorships::Column::CoachId.eq(c))
+                .filter(sponsorships::Column::Status.eq("PENDING_PAYMENT"))
+                .filter(sponsorships::Column::PaymentDeadline.gt(now))
+                .one(db)
+                .await?
+        }
+        None => None,
+    };
+    if pending_purchase.is_some() || pending_sponsorship.is_some() {
+        return Ok(Some("a purchase awaits payment"));
+    }
     let pending_booking = bookings::Entity::find()
         .filter(
             Condition::any()
@@ -422,7 +453,9 @@ async fn still_moving<C: ConnectionTrait>(
                 ]))
                 .one(db)
                 .await?;
-            if open_refund.is_some() {
+            // Refunds this deletion started (a retry after a failure) are
+            // on their way already and need nothing from the account.
+            if open_refund.is_some() && !deletion_started {
                 return Ok(Some("a refund is on its way"));
             }
         }
@@ -454,11 +487,25 @@ pub async fn delete_account(ctx: &DomainCtx, user: &CurrentUser, password: &str)
     // search, so nothing new starts while the account goes.
     let mut uow = UnitOfWork::begin(ctx).await?;
     lock_user(uow.db(), &me.id).await?;
-    if let Some(why) = still_moving(uow.db(), &me.id, coach_id.as_deref()).await? {
+    let started = audit_log::Entity::find()
+        .filter(audit_log::Column::Action.eq(action::ACCOUNT_DELETION_STARTED))
+        .filter(audit_log::Column::TargetId.eq(me.id.clone()))
+        .one(uow.db())
+        .await?
+        .is_some();
+    if let Some(why) = still_moving(uow.db(), &me.id, coach_id.as_deref(), started).await? {
         return Err(AppError::Conflict(format!(
             "the account cannot be deleted while {why}; try again once it has settled"
         )));
     }
+    uow.audit(Entry {
+        action: action::ACCOUNT_DELETION_STARTED,
+        actor_id: Some(&me.id),
+        target_type: Some("user"),
+        target_id: Some(&me.id),
+        ..Default::default()
+    })
+    .await?;
     let version = auth::end_all_sessions(uow.db(), &me.id).await?;
     uow.sessions_ended(&me.id, version);
     if let Some(c) = &coach_id {
@@ -497,9 +544,30 @@ pub async fn delete_account(ctx: &DomainCtx, user: &CurrentUser, password: &str)
         }
     }
 
-    // Last: the personal fields, in one unit of work.
+    // A coach's remaining package credits can no longer be used: refunded.
+    if let Some(c) = &coach_id {
+        crate::domain::package::refund_unused_of_coach(ctx, c, &me.id).await?;
+    }
+
+    // Last: the personal fields, in one unit of work, unless something
+    // started meanwhile (then a retry finishes the job).
     let mut uow = UnitOfWork::begin(ctx).await?;
-    anonymise(&mut uow, &me, coach_id.as_deref()).await?;
+    lock_user(uow.db(), &me.id).await?;
+    if let Some(why) = still_moving(uow.db(), &me.id, coach_id.as_deref(), true).await? {
+        return Err(AppError::Conflict(format!(
+            "the account cannot be deleted while {why}; try again once it has settled"
+        )));
+    }
+    let display_name = profile.as_ref().map(|p| p.display_name.clone());
+    let meeting_url = profile.as_ref().and_then(|p| p.meeting_url.clone());
+    anonymise(
+        &mut uow,
+        &me,
+        coach_id.as_deref(),
+        display_name,
+        meeting_url,
+    )
+    .await?;
     uow.audit(Entry {
         action: action::ACCOUNT_DELETED,
         actor_id: Some(&me.id),
@@ -528,6 +596,8 @@ async fn anonymise(
     uow: &mut UnitOfWork,
     me: &users::Model,
     coach_id: Option<&str>,
+    display_name: Option<String>,
+    meeting_url: Option<String>,
 ) -> AppResult<()> {
     let db = uow.db();
     let now = Utc::now();
@@ -553,6 +623,14 @@ async fn anonymise(
     let db = uow.db();
     user_tokens::Entity::delete_many()
         .filter(user_tokens::Column::UserId.eq(me.id.clone()))
+        .exec(db)
+        .await?;
+    entity::sessions::Entity::update_many()
+        .col_expr(
+            entity::sessions::Column::Ip,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(entity::sessions::Column::UserId.eq(me.id.clone()))
         .exec(db)
         .await?;
     if let Some(c) = coach_id {
@@ -608,10 +686,16 @@ async fn anonymise(
         .filter(outbox::Column::UserId.eq(me.id.clone()))
         .exec(db)
         .await?;
-    // Emails to others name them as the counterpart: "Former user" now.
-    if !me.name.is_empty() {
+    // Emails to others name them as the counterpart (a coach by display
+    // name, with their meeting link): "Former user" now, and no link.
+    let names: Vec<String> = [Some(me.name.clone()), display_name]
+        .into_iter()
+        .flatten()
+        .filter(|n| !n.is_empty())
+        .collect();
+    for name in &names {
         let naming = outbox::Entity::find()
-            .filter(outbox::Column::Data.contains(me.name.as_str()))
+            .filter(outbox::Column::Data.contains(name.as_str()))
             .all(db)
             .await?;
         for row in naming {
@@ -619,10 +703,15 @@ async fn anonymise(
             let Some(map) = data.as_object_mut() else {
                 continue;
             };
-            if map.get("other_name").and_then(Value::as_str) != Some(me.name.as_str()) {
+            if map.get("other_name").and_then(Value::as_str) != Some(name.as_str()) {
                 continue;
             }
             map.insert("other_name".into(), DELETED_NAME.into());
+            if meeting_url.is_some()
+                && map.get("meeting_url").and_then(Value::as_str) == meeting_url.as_deref()
+            {
+                map.insert("meeting_url".into(), "".into());
+            }
             outbox::Entity::update_many()
                 .col_expr(outbox::Column::Data, Expr::value(data.to_string()))
                 .filter(outbox::Column::Id.eq(row.id.clone()))
@@ -648,5 +737,28 @@ async fn anonymise(
         .filter(audit_log::Column::Detail.contains(me.email.as_str()))
         .exec(db)
         .await?;
+    // Failed sign-ins with the address, before it was known as theirs.
+    let tried = audit_log::Entity::find()
+        .filter(audit_log::Column::Action.eq(action::LOGIN_FAILED))
+        .filter(audit_log::Column::Detail.contains(me.email.as_str()))
+        .all(db)
+        .await?;
+    for a in tried {
+        let detail: Value = a
+            .detail
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok())
+            .unwrap_or_default();
+        if detail["email"].as_str() == Some(me.email.as_str()) {
+            audit_log::Entity::update_many()
+                .col_expr(
+                    audit_log::Column::Detail,
+                    Expr::value(Option::<String>::None),
+                )
+                .filter(audit_log::Column::Id.eq(a.id))
+                .exec(db)
+                .await?;
+        }
+    }
     Ok(())
 }

@@ -9,7 +9,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -35,6 +34,9 @@ const MAX_RANGE_DAYS: i64 = 731;
 const ROWS_PER_CHUNK: usize = 500;
 /// Chunks waiting for a slow client before the query waits too.
 const CHUNKS_BUFFERED: usize = 4;
+/// A client that takes no chunk for this long is given up on, and the
+/// query (and its connection) released.
+const STALLED_CLIENT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A cell as a spreadsheet will read it: never as a formula.
 pub fn safe(cell: &str) -> Cow<'_, str> {
@@ -310,18 +312,20 @@ async fn export(
         );
     }
 
-    let (tx, mut rx) = mpsc::channel::<Bytes>(CHUNKS_BUFFERED);
+    let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_BUFFERED);
     let db = state.domain.db.clone();
     tokio::spawn(async move {
         let _permit = permit;
         if let Err(e) = produce(&db, kind, from, to, &tx).await {
-            // The client sees a truncated file (the connection ends early).
             tracing::error!(error = %e, export = kind.name(), "export failed mid-way");
+            // An error in the body aborts the response, so the client sees
+            // a failed download, never a file that merely looks complete.
+            let _ = tx
+                .send(Err(std::io::Error::other("the export failed")))
+                .await;
         }
     });
-    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx).map(|c| c.map(Ok::<_, Infallible>))
-    }));
+    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
     let filename = format!(
         "attachment; filename=\"{}-{}-{}.csv\"",
         kind.name(),
@@ -347,8 +351,15 @@ async fn produce(
     kind: Export,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    tx: &mpsc::Sender<Bytes>,
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) -> Result<(), String> {
+    // False when the client went away or stopped reading.
+    let send = |chunk: Bytes| async move {
+        matches!(
+            tokio::time::timeout(STALLED_CLIENT, tx.send(Ok(chunk))).await,
+            Ok(Ok(()))
+        )
+    };
     let backend = db.get_database_backend();
     let (p1, p2) = (placeholder(backend, 1), placeholder(backend, 2));
     let (header, sql) = match kind {
@@ -381,7 +392,7 @@ async fn produce(
     };
     let first =
         encode([header.iter().map(|h| h.to_string()).collect()]).map_err(|e| e.to_string())?;
-    if tx.send(first).await.is_err() {
+    if !send(first).await {
         return Ok(());
     }
     let stmt = Statement::from_sql_and_values(backend, sql, [from.into(), to.into()]);
@@ -396,7 +407,7 @@ async fn produce(
                 batch.push(r.cells());
                 if batch.len() == ROWS_PER_CHUNK {
                     let chunk = encode(batch.drain(..)).map_err(|e| e.to_string())?;
-                    if tx.send(chunk).await.is_err() {
+                    if !send(chunk).await {
                         return Ok(());
                     }
                 }
@@ -409,7 +420,7 @@ async fn produce(
     }
     if !batch.is_empty() {
         let chunk = encode(batch.drain(..)).map_err(|e| e.to_string())?;
-        let _ = tx.send(chunk).await;
+        send(chunk).await;
     }
     Ok(())
 }

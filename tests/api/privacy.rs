@@ -229,6 +229,36 @@ async fn a_coach_who_leaves_refunds_future_sessions_in_full_and_leaves_search() 
         .duration_trunc(Duration::minutes(30))
         .unwrap();
     let future = confirmed(&app, &parent, &coach, soon).await;
+    // A package bought and not used yet, and a slot held.
+    let p = app
+        .gql_as(
+            Some(&coach_token),
+            "mutation { createPackage(input: { name: \"Pair\", sessionCount: 2, priceMinor: 10000, validityDays: 30 }) { id } }",
+            json!({}),
+        )
+        .await;
+    let bought = app
+        .gql_as(
+            Some(&parent),
+            "mutation($p: ID!) { purchasePackage(packageId: $p) { id payment { id checkoutUrl } } }",
+            json!({ "p": p["data"]["createPackage"]["id"] }),
+        )
+        .await;
+    let url = bought["data"]["purchasePackage"]["payment"]["checkoutUrl"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{bought}"))
+        .to_string();
+    let package_payment = bought["data"]["purchasePackage"]["payment"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = &url[url.find("/dev/checkout/").unwrap()..];
+    app.client.post(app.url(path)).send().await.unwrap();
+    let held = hold(&app, &parent, &coach, at(4, 10), 60).await;
+    let held = held["data"]["createHold"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let search = "{ searchCoaches(filter: { marketCode: \"US\" }) { totalCount } }";
     assert_eq!(
         app.gql(search, json!({})).await["data"]["searchCoaches"]["totalCount"],
@@ -273,4 +303,25 @@ async fn a_coach_who_leaves_refunds_future_sessions_in_full_and_leaves_search() 
         .gql_as(Some(&coach_token), "{ me { id } }", json!({}))
         .await;
     assert_eq!(code(&v), Some("UNAUTHENTICATED"), "{v}");
+
+    // The unused credits were refunded, and the held slot cannot be booked.
+    let pay = entity::payments::Entity::find_by_id(package_payment)
+        .one(&app.state.domain.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pay.refunded_minor, 10000, "both credits refunded");
+    let v = app
+        .gql_as(
+            Some(&parent),
+            "{ myPackagePurchases { status sessionsRemaining } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        v["data"]["myPackagePurchases"][0],
+        json!({ "status": "CANCELLED", "sessionsRemaining": 0 })
+    );
+    let v = app.gql_as(Some(&parent), BOOK, json!({ "h": held })).await;
+    assert_eq!(code(&v), Some("CONFLICT"), "{v}");
 }

@@ -85,6 +85,10 @@ pub async fn book_hold(
         return Err(conflict("the hold has expired or was already used"));
     }
     let profile = coach::get(db, &hold.coach_id).await?;
+    // Held while the coach could be booked; they may have left since.
+    if !coach::visible_to(&profile, None) {
+        return Err(conflict("this coach no longer takes bookings"));
+    }
     // The consumer may have changed market since holding the slot (read
     // now: a socket's signed-in user is as of when it connected).
     let market_now = entity::users::Entity::find_by_id(user.id.clone())
@@ -239,6 +243,9 @@ async fn book_with_credit(
     )
     .await?;
     let profile = coach::get(&ctx.db, &hold.coach_id).await?;
+    if !coach::visible_to(&profile, None) {
+        return Err(conflict("this coach no longer takes bookings"));
+    }
     let share = policy::package_share(
         bought.price_minor,
         bought.platform_fee_minor,

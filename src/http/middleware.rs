@@ -117,16 +117,32 @@ pub fn apply(router: Router, settings: &Settings, max_body_bytes: usize) -> Rout
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(API_CSP),
         ))
-        // One span per request, with the request id, for structured logs.
+        // One span per request, with the request id, for structured logs,
+        // and one access line at `info` when the response starts: method,
+        // path (never the query string: it may hold a GET operation's
+        // variables), status, latency, request id, and what the GraphQL
+        // handler records (operation name and type, user id, client IP).
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
-                let id = req
-                    .headers()
-                    .get(REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<Body>| {
+                    let id = req
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        request_id = %id,
+                        operation = tracing::field::Empty,
+                        operation_type = tracing::field::Empty,
+                        user_id = tracing::field::Empty,
+                        client_ip = tracing::field::Empty,
+                    )
+                })
+                .on_request(())
+                .on_response(AccessLine),
         )
         // Browsers may call us only from the listed app origins.
         .layer(cors(settings))
@@ -152,6 +168,27 @@ pub fn apply(router: Router, settings: &Settings, max_body_bytes: usize) -> Rout
             )
         }));
     router.layer(layers)
+}
+
+/// The access line: written in the request's span, so it carries the
+/// span's fields with it.
+#[derive(Clone, Copy)]
+struct AccessLine;
+
+impl<B> tower_http::trace::OnResponse<B> for AccessLine {
+    fn on_response(
+        self,
+        res: &axum::http::Response<B>,
+        latency: std::time::Duration,
+        _span: &tracing::Span,
+    ) {
+        tracing::info!(
+            target: "maestro_hub::access",
+            status = res.status().as_u16(),
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
 }
 
 fn cors(settings: &Settings) -> CorsLayer {

@@ -22,6 +22,8 @@ pub struct HttpState {
     pub stop: watch::Receiver<bool>,
     /// Admin CSV exports streaming at once (each holds a connection).
     pub exports: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Automatic persisted queries known to this instance.
+    pub apq: std::sync::Arc<graphql::PersistedQueries>,
 }
 
 impl axum::extract::FromRef<HttpState> for AppState {
@@ -40,10 +42,11 @@ pub fn router(state: AppState, schema: AppSchema, stop: watch::Receiver<bool>) -
         sockets: Default::default(),
         stop,
         exports: std::sync::Arc::new(tokio::sync::Semaphore::new(2)),
+        apq: std::sync::Arc::new(graphql::PersistedQueries::new(graphql::PERSISTED_QUERIES)),
     };
 
     let mut api = Router::new()
-        .route("/graphql", post(graphql::graphql))
+        .route("/graphql", post(graphql::graphql).get(graphql::graphql_get))
         .route("/graphql/ws", get(ws::graphql_ws))
         .route("/admin/exports/bookings.csv", get(exports::bookings))
         .route("/admin/exports/payments.csv", get(exports::payments));

@@ -125,6 +125,47 @@ pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
     }
 }
 
+/// Every log line of this test run (JSON, one per line), as the server
+/// writes them at the default level: tests read their access lines, and
+/// one checks that no line ever holds a token or a password.
+pub fn logs() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let b = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                maestro_hub::cli::DEFAULT_LOG_FILTER,
+            ))
+            .with_writer(move || Sink(b.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buf
+    })
+    .clone()
+}
+
+/// The log lines written so far, parsed.
+pub fn log_lines() -> Vec<Value> {
+    let raw = logs().lock().unwrap().clone();
+    String::from_utf8_lossy(&raw)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -145,6 +186,7 @@ pub async fn spawn_with_settings(
     jwt_secret: String,
     tmp: Option<tempfile::TempDir>,
 ) -> TestApp {
+    logs();
     let db = app::connect_and_migrate(&settings).await.expect("migrate");
     let built = app::build(settings, db).await.expect("build app");
     let state = built.state.clone();

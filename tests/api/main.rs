@@ -7,6 +7,7 @@
 mod auth;
 mod bookings;
 mod cli;
+mod clients;
 mod coaches;
 mod config;
 mod crash;

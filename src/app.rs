@@ -89,7 +89,9 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
     let statements = Arc::new(AtomicU64::new(0));
     let counter = statements.clone();
     db.set_metric_callback(move |_| {
-        counter.fetch_add(1, Ordering::Relaxed);
+        if crate::jobs::BACKGROUND.try_with(|_| ()).is_err() {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     });
     let auth = Auth::new(
         settings.jwt_secret.expose(),

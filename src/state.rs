@@ -20,8 +20,9 @@ pub struct AppState {
     pub domain: DomainCtx,
     pub limiter: Arc<dyn RateLimiter>,
     pub metrics: Arc<Metrics>,
-    /// Every SQL statement run through the pool (fed by SeaORM's metric
-    /// callback): lets tests and benchmarks prove there is no N+1.
+    /// Every SQL statement run through the pool for a request (fed by
+    /// SeaORM's metric callback; the background jobs' own are left out):
+    /// lets tests and benchmarks prove there is no N+1.
     pub statements: Arc<AtomicU64>,
     /// Review previews shared across requests for a few seconds.
     pub review_cache: ReviewCache,

@@ -9,15 +9,24 @@ use tokio::task::JoinHandle;
 
 use crate::state::AppState;
 
+tokio::task_local! {
+    /// Set while a background job runs: its statements are not counted as
+    /// a request's (`AppState::statements`).
+    pub static BACKGROUND: ();
+}
+
 pub fn spawn(state: AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     vec![
-        tokio::spawn(housekeeping(state.clone(), stop.clone())),
-        tokio::spawn(bookings(state.clone(), stop.clone())),
-        tokio::spawn(outbox(state.clone(), stop.clone())),
-        tokio::spawn(crate::domain::listing::listen(
-            state.domain.listings.clone(),
-            state.domain.db.clone(),
-            stop,
+        tokio::spawn(BACKGROUND.scope((), housekeeping(state.clone(), stop.clone()))),
+        tokio::spawn(BACKGROUND.scope((), bookings(state.clone(), stop.clone()))),
+        tokio::spawn(BACKGROUND.scope((), outbox(state.clone(), stop.clone()))),
+        tokio::spawn(BACKGROUND.scope(
+            (),
+            crate::domain::listing::listen(
+                state.domain.listings.clone(),
+                state.domain.db.clone(),
+                stop,
+            ),
         )),
     ]
 }

@@ -120,50 +120,18 @@ pub async fn book_hold(
         return Err(conflict("the hold has expired or was already used"));
     }
     let booking_id = uuid::Uuid::now_v7().to_string();
-    let carried = reservations::Entity::update_many()
-        .col_expr(
-            reservations::Column::BookingId,
-            Expr::value(booking_id.clone()),
-        )
-        .col_expr(
-            reservations::Column::LiveUntilS,
-            Expr::value(deadline.timestamp()),
-        )
-        .filter(reservations::Column::HoldId.eq(hold.id.clone()))
-        .filter(reservations::Column::Active.eq(true))
-        .filter(reservations::Column::LiveUntilS.gt(now.timestamp()))
-        .exec(uow.db())
-        .await?;
-    if carried.rows_affected != 1 {
-        return Err(conflict("the hold has expired"));
-    }
-    let booking = bookings::ActiveModel {
-        id: Set(booking_id.clone()),
-        hold_id: Set(hold.id.clone()),
-        coach_id: Set(profile.id.clone()),
-        coach_user_id: Set(profile.user_id.clone()),
-        consumer_id: Set(user.id.clone()),
-        start_at: Set(hold.start_at),
-        end_at: Set(hold.end_at),
-        start_s: Set(hold.start_at.timestamp()),
-        status: Set(BookingStatus::PendingPayment.as_str().into()),
-        price_minor: Set(p.price_minor),
-        currency: Set(profile.currency.clone()),
-        platform_fee_minor: Set(p.platform_fee_minor),
-        coach_payout_minor: Set(p.coach_payout_minor),
-        payment_deadline: Set(deadline),
-        confirmed_at: Set(None),
-        reminded_24h: Set(false),
-        reminded_1h: Set(false),
-        meeting_url: Set(None),
-        cancellation_reason: Set(None),
-        cancelled_by: Set(None),
-        refunded_minor: Set(0),
-        package_purchase_id: Set(None),
-        credit_returned: Set(false),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
+    carry_reservation(uow.db(), &hold.id, &booking_id, Some(deadline), now).await?;
+    let booking = new_booking(
+        &booking_id,
+        &hold,
+        &profile,
+        BookingStatus::PendingPayment,
+        p,
+        &profile.currency,
+        deadline,
+        None,
+        None,
+    )
     .insert(uow.db())
     .await?;
     let destination = if ctx.policy.payouts_required {
@@ -263,50 +231,18 @@ async fn book_with_credit(
     let booking_id = uuid::Uuid::now_v7().to_string();
     package::spend_credit(&uow, user, &bought, &booking_id, now, hold.start_at).await?;
     // Confirmed: the time stays taken for good.
-    let carried = reservations::Entity::update_many()
-        .col_expr(
-            reservations::Column::BookingId,
-            Expr::value(booking_id.clone()),
-        )
-        .col_expr(
-            reservations::Column::LiveUntilS,
-            Expr::value(Option::<i64>::None),
-        )
-        .filter(reservations::Column::HoldId.eq(hold.id.clone()))
-        .filter(reservations::Column::Active.eq(true))
-        .filter(reservations::Column::LiveUntilS.gt(now.timestamp()))
-        .exec(uow.db())
-        .await?;
-    if carried.rows_affected != 1 {
-        return Err(conflict("the hold has expired"));
-    }
-    let booking = bookings::ActiveModel {
-        id: Set(booking_id.clone()),
-        hold_id: Set(hold.id.clone()),
-        coach_id: Set(profile.id.clone()),
-        coach_user_id: Set(profile.user_id.clone()),
-        consumer_id: Set(user.id.clone()),
-        start_at: Set(hold.start_at),
-        end_at: Set(hold.end_at),
-        start_s: Set(hold.start_at.timestamp()),
-        status: Set(BookingStatus::Confirmed.as_str().into()),
-        price_minor: Set(share.price_minor),
-        currency: Set(bought.currency.clone()),
-        platform_fee_minor: Set(share.platform_fee_minor),
-        coach_payout_minor: Set(share.coach_payout_minor),
-        payment_deadline: Set(now),
-        confirmed_at: Set(Some(now)),
-        reminded_24h: Set(false),
-        reminded_1h: Set(false),
-        meeting_url: Set(Some(link)),
-        cancellation_reason: Set(None),
-        cancelled_by: Set(None),
-        refunded_minor: Set(0),
-        package_purchase_id: Set(Some(bought.id.clone())),
-        credit_returned: Set(false),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
+    carry_reservation(uow.db(), &hold.id, &booking_id, None, now).await?;
+    let booking = new_booking(
+        &booking_id,
+        &hold,
+        &profile,
+        BookingStatus::Confirmed,
+        share,
+        &bought.currency,
+        now,
+        Some(link),
+        Some(bought.id.clone()),
+    )
     .insert(uow.db())
     .await?;
     let detail = serde_json::json!({ "packagePurchase": bought.id });
@@ -330,6 +266,82 @@ async fn book_with_credit(
     uow.publish(booking.clone());
     uow.commit().await?;
     Ok(booking)
+}
+
+/// The time of an active hold passes to its booking in the same row, so it
+/// is never free in between: until `live_until` (the payment deadline), or
+/// for good (`None`, a confirmed booking). A hold that lapsed meanwhile is
+/// a conflict.
+async fn carry_reservation<C: ConnectionTrait>(
+    db: &C,
+    hold_id: &str,
+    booking_id: &str,
+    live_until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let carried = reservations::Entity::update_many()
+        .col_expr(
+            reservations::Column::BookingId,
+            Expr::value(booking_id.to_string()),
+        )
+        .col_expr(
+            reservations::Column::LiveUntilS,
+            Expr::value(live_until.map(|t| t.timestamp())),
+        )
+        .filter(reservations::Column::HoldId.eq(hold_id))
+        .filter(reservations::Column::Active.eq(true))
+        .filter(reservations::Column::LiveUntilS.gt(now.timestamp()))
+        .exec(db)
+        .await?;
+    if carried.rows_affected != 1 {
+        return Err(conflict("the hold has expired"));
+    }
+    Ok(())
+}
+
+/// A booking row made from a hold, at a fixed price. A confirmed one
+/// (paid with a package credit) is confirmed now, with its meeting link.
+#[allow(clippy::too_many_arguments)]
+fn new_booking(
+    id: &str,
+    hold: &entity::holds::Model,
+    profile: &entity::coach_profiles::Model,
+    status: BookingStatus,
+    price: policy::Price,
+    currency: &str,
+    payment_deadline: DateTime<Utc>,
+    meeting_url: Option<String>,
+    package_purchase_id: Option<String>,
+) -> bookings::ActiveModel {
+    let now = Utc::now();
+    let confirmed = status == BookingStatus::Confirmed;
+    bookings::ActiveModel {
+        id: Set(id.to_string()),
+        hold_id: Set(hold.id.clone()),
+        coach_id: Set(profile.id.clone()),
+        coach_user_id: Set(profile.user_id.clone()),
+        consumer_id: Set(hold.consumer_id.clone()),
+        start_at: Set(hold.start_at),
+        end_at: Set(hold.end_at),
+        start_s: Set(hold.start_at.timestamp()),
+        status: Set(status.as_str().into()),
+        price_minor: Set(price.price_minor),
+        currency: Set(currency.to_string()),
+        platform_fee_minor: Set(price.platform_fee_minor),
+        coach_payout_minor: Set(price.coach_payout_minor),
+        payment_deadline: Set(payment_deadline),
+        confirmed_at: Set(confirmed.then_some(now)),
+        reminded_24h: Set(false),
+        reminded_1h: Set(false),
+        meeting_url: Set(meeting_url),
+        cancellation_reason: Set(None),
+        cancelled_by: Set(None),
+        refunded_minor: Set(0),
+        package_purchase_id: Set(package_purchase_id),
+        credit_returned: Set(false),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
 }
 
 /// The booking made from this hold, still awaiting payment, with its open

@@ -230,6 +230,29 @@ pub async fn graphql_get(
     execute(&http, peer, &headers, BatchRequest::Single(r)).await
 }
 
+/// The name and type of the operation a request selects (the name from
+/// the document when the request names none).
+fn operation_of(r: &GqlRequest) -> (Option<String>, Option<OperationType>) {
+    let Ok(doc) = async_graphql::parser::parse_query(&r.query) else {
+        return (r.operation_name.clone(), None);
+    };
+    match &doc.operations {
+        // A lone anonymous operation.
+        DocumentOperations::Single(op) => (r.operation_name.clone(), Some(op.node.ty)),
+        DocumentOperations::Multiple(ops) => {
+            let chosen = match &r.operation_name {
+                Some(n) => ops.get_key_value(n.as_str()),
+                None if ops.len() == 1 => ops.iter().next(),
+                None => None,
+            };
+            match chosen {
+                Some((name, op)) => (Some(name.to_string()), Some(op.node.ty)),
+                None => (r.operation_name.clone(), None),
+            }
+        }
+    }
+}
+
 /// Whether the operation a request selects is a query (a document that
 /// does not parse is left to the engine, which reports why).
 fn is_query(r: &GqlRequest) -> bool {
@@ -325,10 +348,7 @@ async fn execute(
         BatchRequest::Batch(v) => v,
     };
     let single = count == 1;
-    let names: Vec<Option<String>> = requests.iter().map(|r| r.operation_name.clone()).collect();
-    if let Some(Some(name)) = names.first() {
-        span.record("operation", name.as_str());
-    }
+    let mut names: Vec<Option<String>> = Vec::with_capacity(requests.len());
     let started = Instant::now();
     let mut out = Vec::with_capacity(requests.len());
     // One after another: a batch must not multiply a client's share of
@@ -337,23 +357,23 @@ async fn execute(
         let r = match persisted(&http.apq, r) {
             Ok(r) => r,
             Err(missed) => {
+                names.push(None);
                 out.push(*missed);
                 continue;
             }
         };
-        if single && let Ok(doc) = async_graphql::parser::parse_query(&r.query) {
-            let ty = match &doc.operations {
-                DocumentOperations::Single(op) => Some(op.node.ty),
-                DocumentOperations::Multiple(ops) => r
-                    .operation_name
-                    .as_deref()
-                    .and_then(|n| ops.get(n))
-                    .map(|op| op.node.ty),
-            };
+        // The operation's name (from the document when the body names
+        // none) and type, for the access line and the metrics.
+        let (name, ty) = operation_of(&r);
+        if names.is_empty() {
+            if let Some(n) = &name {
+                span.record("operation", n.as_str());
+            }
             if let Some(ty) = ty {
                 span.record("operation_type", tracing::field::display(ty));
             }
         }
+        names.push(name);
         let r = r
             .data(ctx.clone())
             .data(Loaders::new(&state.domain.db, &state.review_cache));

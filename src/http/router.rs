@@ -66,6 +66,10 @@ pub fn router(state: AppState, schema: AppSchema, stop: watch::Receiver<bool>) -
     }
     if settings.playground_enabled {
         api = api
+            .route(
+                "/",
+                get(|| async { axum::response::Redirect::temporary("/playground") }),
+            )
             .route("/playground", get(playground::page))
             .route("/playground/app.js", get(playground::script))
             .route("/playground/app.css", get(playground::style));

@@ -170,7 +170,8 @@ async fn every_request_leaves_one_access_line_and_no_secret_is_ever_logged() {
         .post(app.url("/graphql"))
         .bearer_auth(&token)
         .header("x-request-id", &request_id)
-        .json(&json!({ "query": "query Me { me { email } }", "operationName": "Me" }))
+        // No operationName: the name comes from the document.
+        .json(&json!({ "query": "query Me { me { email } }" }))
         .send()
         .await
         .unwrap();
@@ -211,4 +212,12 @@ async fn every_request_leaves_one_access_line_and_no_secret_is_ever_logged() {
         assert!(!l.contains("Bearer "), "an auth header in the log: {l}");
         assert!(!l.contains(PASSWORD), "a password in the log: {l}");
     }
+}
+
+#[tokio::test]
+async fn the_root_leads_to_the_playground() {
+    let app = spawn_app().await;
+    let r = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 307);
+    assert_eq!(r.headers()["location"], "/playground");
 }

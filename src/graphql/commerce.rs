@@ -10,6 +10,7 @@ use chrono::Utc;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::domain::package::{self as packages_domain, PackageInput};
+use crate::domain::payment::Purpose;
 use crate::domain::sponsorship as sponsorship_domain;
 use crate::domain::types::Role as DomainRole;
 use crate::error::AppError;
@@ -188,6 +189,23 @@ impl Sponsorship {
     }
 }
 
+/// The payments linked through `link` to these ids, by the id each pays
+/// for.
+async fn payments_for(
+    db: &sea_orm::DatabaseConnection,
+    link: payments::Column,
+    ids: Vec<String>,
+) -> Result<HashMap<String, payments::Model>> {
+    Ok(payments::Entity::find()
+        .filter(link.is_in(ids))
+        .all(db)
+        .await
+        .map_err(AppError::from)?
+        .into_iter()
+        .filter_map(|p| Purpose::of(&p).map(|purpose| (purpose.id().to_string(), p)))
+        .collect())
+}
+
 /// Purchases with their packages and payments, in two queries.
 async fn purchases_with(
     db: &sea_orm::DatabaseConnection,
@@ -203,14 +221,7 @@ async fn purchases_with(
         .into_iter()
         .map(|p| (p.id.clone(), p))
         .collect();
-    let mut payments: HashMap<String, payments::Model> = payments::Entity::find()
-        .filter(payments::Column::PackagePurchaseId.is_in(ids))
-        .all(db)
-        .await
-        .map_err(AppError::from)?
-        .into_iter()
-        .filter_map(|p| p.package_purchase_id.clone().map(|k| (k, p)))
-        .collect();
+    let mut payments = payments_for(db, payments::Column::PackagePurchaseId, ids).await?;
     rows.into_iter()
         .map(|model| {
             let package = packages
@@ -242,14 +253,7 @@ async fn sponsorships_with(
         .into_iter()
         .map(|p| (p.id.clone(), p))
         .collect();
-    let mut payments: HashMap<String, payments::Model> = payments::Entity::find()
-        .filter(payments::Column::SponsorshipId.is_in(ids))
-        .all(db)
-        .await
-        .map_err(AppError::from)?
-        .into_iter()
-        .filter_map(|p| p.sponsorship_id.clone().map(|k| (k, p)))
-        .collect();
+    let mut payments = payments_for(db, payments::Column::SponsorshipId, ids).await?;
     Ok(rows
         .into_iter()
         .map(|model| Sponsorship {

@@ -71,6 +71,19 @@ pub async fn hold(
     .await
 }
 
+/// The first 60-minute slot on the 30-minute grid at or after `t` that ends
+/// on the day it starts (availability rules are per weekday, so an hour
+/// across midnight UTC is never offered).
+pub fn day_slot(t: DateTime<Utc>) -> DateTime<Utc> {
+    let start = t.duration_trunc(Duration::minutes(30)).unwrap();
+    let end = start + Duration::hours(1);
+    if end.date_naive() != start.date_naive() && end.time() != chrono::NaiveTime::MIN {
+        end.duration_trunc(Duration::days(1)).unwrap()
+    } else {
+        start
+    }
+}
+
 /// Hold, book and pay through the dev checkout page: a confirmed booking.
 pub async fn confirmed(app: &TestApp, token: &str, coach: &str, start: DateTime<Utc>) -> String {
     let h = hold(app, token, coach, start, 60).await;
@@ -509,9 +522,7 @@ async fn refund_amounts_for_each_cancellation_case() {
     );
 
     // Consumer, inside 24 hours: nothing back.
-    let soon = (Utc::now() + Duration::hours(3))
-        .duration_trunc(Duration::minutes(30))
-        .unwrap();
+    let soon = day_slot(Utc::now() + Duration::hours(3));
     let late = confirmed(&app, &parent, &coach, soon).await;
     app.gql_as(Some(&parent), CANCEL, json!({ "id": late, "r": "Sick" }))
         .await;
@@ -521,7 +532,7 @@ async fn refund_amounts_for_each_cancellation_case() {
     );
 
     // The coach cancelling refunds in full, however late.
-    let soon2 = soon + Duration::hours(2);
+    let soon2 = day_slot(soon + Duration::hours(2));
     let by_coach = confirmed(&app, &parent, &coach, soon2).await;
     let v = app
         .gql_as(

@@ -4,7 +4,7 @@
 //! given back, and sponsored placement in search that is labelled,
 //! time-boxed, queued and never lifts a coach the public cannot book.
 
-use chrono::{Duration, DurationRound, Utc};
+use chrono::{Duration, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
@@ -333,9 +333,7 @@ async fn credits_are_spent_down_to_zero_and_a_full_refund_cancellation_gives_one
 
     // A session within 24 h: cancelling it refunds nothing, so the credit
     // stays spent.
-    let soon = (Utc::now() + Duration::hours(3))
-        .duration_trunc(Duration::minutes(30))
-        .unwrap();
+    let soon = crate::bookings::day_slot(Utc::now() + Duration::hours(3));
     let h2 = hold_id(&app, &parent, &coach_id, soon).await;
     let b2 = book_with(&app, &parent, &h2, &purchase_id).await;
     assert_eq!(b2["data"]["bookHold"]["status"], "CONFIRMED", "{b2}");

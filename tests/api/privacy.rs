@@ -3,7 +3,7 @@
 //! sessions under the policy, and leaves no personal data behind while the
 //! books stay as they were.
 
-use chrono::{Duration, DurationRound, Utc};
+use chrono::{Duration, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
@@ -225,9 +225,7 @@ async fn a_coach_who_leaves_refunds_future_sessions_in_full_and_leaves_search() 
     let parent = consumer(&app, "parent@example.com").await;
     // Within 24 h: a consumer cancelling would get nothing; the coach
     // leaving refunds it in full.
-    let soon = (Utc::now() + Duration::hours(3))
-        .duration_trunc(Duration::minutes(30))
-        .unwrap();
+    let soon = crate::bookings::day_slot(Utc::now() + Duration::hours(3));
     let future = confirmed(&app, &parent, &coach, soon).await;
     // A package bought and not used yet, and a slot held.
     let p = app

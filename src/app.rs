@@ -109,7 +109,10 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
     let payments = payment_provider(&settings)?;
     let (mailer, dev_mailbox) = mailer(&settings)?;
     let templates = Arc::new(crate::email::Templates::new().map_err(StartError::Other)?);
-    let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Other(e.to_string()))?);
+    let activity = Arc::new(
+        crate::domain::activity::Activity::new().map_err(|e| StartError::Other(e.to_string()))?,
+    );
+    let metrics = Arc::new(Metrics::new(&activity).map_err(|e| StartError::Other(e.to_string()))?);
     let policy = Policy {
         hold_ttl: settings.hold_ttl,
         min_booking_notice: settings.min_booking_notice,
@@ -131,6 +134,7 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
         mailer,
         templates,
         outbox_wake: Arc::default(),
+        activity,
         link_seal: Arc::new(
             crate::domain::email::LinkSeal::new(settings.jwt_secret.expose())
                 .map_err(StartError::Other)?,
@@ -162,10 +166,39 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // The scraper's listener, bound before anything runs so a taken
+    // address stops the start.
+    let ops = match app.state.settings.metrics_addr {
+        Some(addr) => {
+            let ops_listener = TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on METRICS_ADDR {addr}: {e}"),
+                )
+            })?;
+            tracing::info!(%addr, "metrics listening (/metrics, /healthz, /readyz)");
+            let mut stop = app.stop.subscribe();
+            let router = crate::http::router::ops_router(app.state.clone());
+            Some(tokio::spawn(async move {
+                let served = axum::serve(ops_listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::warn!(error = %e, "the metrics listener stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let jobs = crate::jobs::spawn(app.state.clone(), app.stop.subscribe());
     let limits = app.state.settings.limits.clone();
     let result = crate::http::server::serve(listener, app.router, &limits, shutdown).await;
     let _ = app.stop.send(true);
+    if let Some(ops) = ops {
+        let _ = ops.await;
+    }
     for job in jobs {
         let _ = job.await;
     }

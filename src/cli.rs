@@ -56,18 +56,22 @@ pub enum Command {
 pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,sea_orm=warn";
 
 fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, fmt};
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     // Colours only on a terminal: a log file or collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => builder.try_init(),
+    let lines = match format {
+        LogFormat::Json => fmt::layer().json().flatten_event(true).boxed(),
+        LogFormat::Pretty => fmt::layer().with_ansi(ansi).boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .with(crate::telemetry::ErrorEvents)
+        .try_init();
 }
 
 /// Runs the CLI; the error is printed by `main`, which exits non-zero.
@@ -78,6 +82,8 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         return Ok(());
     }
     let settings = Settings::from_args(cli.settings).map_err(|e| e.to_string())?;
+    // Held until the command ends: dropping it sends what is still queued.
+    let _error_tracking = crate::telemetry::init(&settings);
     init_tracing(settings.log_format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,

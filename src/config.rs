@@ -165,6 +165,17 @@ pub struct SettingsArgs {
     /// start rather than panicking at the first email.
     #[arg(long, env = "RESEND_RATE_LIMIT", global = true)]
     pub resend_rate_limit: Option<u32>,
+    /// A second listener for `/metrics` (and the probes), e.g.
+    /// `127.0.0.1:9100`, for the scraper only.
+    #[arg(long, env = "METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// With it, `/metrics` on the main port answers only
+    /// `Authorization: Bearer <token>` (at least 32 characters).
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true, global = true)]
+    pub metrics_token: Option<String>,
+    /// Internal errors go to this Sentry (or compatible) project.
+    #[arg(long, env = "SENTRY_DSN", hide_env_values = true, global = true)]
+    pub sentry_dsn: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -312,7 +323,18 @@ pub struct Settings {
     pub resend_base_url: String,
     pub email_from: String,
     pub resend_rate_limit: u32,
+    pub metrics_addr: Option<SocketAddr>,
+    pub metrics_token: Option<Secret>,
+    pub sentry_dsn: Option<Secret>,
     pub limits: Limits,
+}
+
+/// See [`Settings::metrics_on_main_port`].
+#[derive(Debug)]
+pub enum MainPortMetrics<'a> {
+    WithToken(&'a Secret),
+    Hidden,
+    Open,
 }
 
 /// A secret value whose `Debug` never prints it.
@@ -674,6 +696,24 @@ impl Settings {
                     .into(),
             );
         }
+        let metrics_token = secret(args.metrics_token);
+        if metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < 32)
+        {
+            problems.push("METRICS_TOKEN must be at least 32 characters".into());
+        }
+        if args.metrics_addr.is_some_and(|a| a == bind_addr) {
+            problems.push("METRICS_ADDR must differ from BIND_ADDR".into());
+        }
+        let sentry_dsn = secret(args.sentry_dsn);
+        if let Some(dsn) = &sentry_dsn
+            && String::from_utf8_lossy(dsn.expose())
+                .parse::<sentry::types::Dsn>()
+                .is_err()
+        {
+            problems.push("SENTRY_DSN is not a valid DSN".into());
+        }
         if !problems.is_empty() {
             return Err(ConfigError(problems.join("; ")));
         }
@@ -706,12 +746,27 @@ impl Settings {
             email_from: email_from
                 .unwrap_or_else(|| "Maestro Hub <no-reply@maestrohub.localhost>".into()),
             resend_rate_limit: args.resend_rate_limit.unwrap_or(2),
+            metrics_addr: args.metrics_addr,
+            metrics_token,
+            sentry_dsn,
             limits,
         })
     }
 
     pub fn is_production(&self) -> bool {
         self.env == Environment::Production
+    }
+
+    /// Whether `/metrics` answers on the main port: with `METRICS_TOKEN`
+    /// only to that bearer token; without one, not when `METRICS_ADDR`
+    /// serves it or in production; otherwise (development) to anyone.
+    pub fn metrics_on_main_port(&self) -> MainPortMetrics<'_> {
+        match (&self.metrics_token, self.metrics_addr) {
+            (Some(token), _) => MainPortMetrics::WithToken(token),
+            (None, Some(_)) => MainPortMetrics::Hidden,
+            (None, None) if self.is_production() => MainPortMetrics::Hidden,
+            (None, None) => MainPortMetrics::Open,
+        }
     }
 }
 

@@ -24,3 +24,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod seed;
 pub mod state;
+pub mod telemetry;
+
+/// The git revision this binary was built from (`unknown` without git).
+pub const GIT_REVISION: &str = env!("MAESTRO_GIT_REVISION");

@@ -71,4 +71,6 @@ pub struct DomainCtx {
     pub outbox_wake: Arc<tokio::sync::Notify>,
     /// Seals the links of queued emails.
     pub link_seal: Arc<crate::domain::email::LinkSeal>,
+    /// Business counters, moved by committed units of work.
+    pub activity: Arc<crate::domain::activity::Activity>,
 }

@@ -152,6 +152,7 @@ pub async fn create_hold(
     let uow = UnitOfWork::begin(ctx).await?;
     let txn = uow.db();
     reservation::lock_consumer_and_coach(txn, &user.id, &profile.id).await?;
+    uow.happened(crate::domain::activity::Happened::HoldCreated);
     if open_reservations(txn, &user.id, now).await? >= MAX_OPEN_RESERVATIONS {
         return Err(conflict(
             "you already hold or owe payment for 3 sessions; pay for, cancel or release one first",

@@ -4,6 +4,7 @@
 //! [`UnitOfWork`](uow::UnitOfWork).
 
 pub mod account;
+pub mod activity;
 pub mod admin;
 pub mod audit;
 pub mod auth;

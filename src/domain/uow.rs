@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 
 use sea_orm::DatabaseTransaction;
 
+use crate::domain::activity::{Activity, Counted, Happened};
 use crate::domain::audit::{self, Entry};
 use crate::domain::context::DomainCtx;
 use crate::error::AppResult;
@@ -41,6 +42,9 @@ struct Effects {
     refunds: Vec<String>,
     /// An outbox row was written: wake the worker once committed.
     emails: bool,
+    /// Business counters to move once committed (behind a lock so that
+    /// writing an audit entry needs only `&self`).
+    counted: std::sync::Mutex<Vec<Counted>>,
 }
 
 pub struct UnitOfWork {
@@ -72,7 +76,26 @@ impl UnitOfWork {
 
     /// Writes an audit entry inside the transaction.
     pub async fn audit(&self, entry: Entry<'_>) -> AppResult<()> {
-        audit::record(&self.txn, entry).await
+        let counted = Activity::of_action(entry.action);
+        audit::record(&self.txn, entry).await?;
+        self.count(counted);
+        Ok(())
+    }
+
+    /// Counts something this change did in `/metrics`, once committed.
+    pub fn happened(&self, what: Happened) {
+        self.count(Some(Activity::of(what)));
+    }
+
+    fn count(&self, counted: Option<Counted>) {
+        if let Some(c) = counted {
+            let mut all = self
+                .effects
+                .counted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            all.push(c);
+        }
     }
 
     /// Tells subscribers about this booking state once committed.
@@ -127,6 +150,12 @@ impl UnitOfWork {
     pub async fn commit(self) -> AppResult<()> {
         let UnitOfWork { txn, ctx, effects } = self;
         txn.commit().await?;
+        ctx.activity.committed(
+            &effects
+                .counted
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
         // Before any event goes out, so no ended session receives it.
         for (user, version) in &effects.users_ended {
             ctx.revocations.user_sessions_ended(user, *version);
@@ -196,6 +225,7 @@ mod tests {
             templates: Arc::new(crate::email::Templates::new().unwrap()),
             outbox_wake: Arc::default(),
             link_seal: Arc::new(crate::domain::email::LinkSeal::new(&[7u8; 32]).unwrap()),
+            activity: Arc::new(crate::domain::activity::Activity::new().unwrap()),
             policy: Arc::new(Policy {
                 hold_ttl: Duration::from_secs(600),
                 min_booking_notice: Duration::from_secs(3600),

@@ -70,6 +70,9 @@ impl Guard for RateLimit {
             }
         }
         if let Some((retry_after_secs, bucket)) = refused {
+            state
+                .metrics
+                .rate_limited(crate::metrics::Limit::Field(bucket.as_str()));
             audit::record_alone(
                 &state.domain,
                 Entry {

@@ -288,6 +288,10 @@ async fn export(
         );
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        r.extensions_mut()
+            .insert(crate::http::middleware::RefusedBy(
+                crate::metrics::Limit::Exports,
+            ));
         return r;
     };
     let audited = async {

@@ -3,8 +3,11 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::config::MainPortMetrics;
+use crate::http::graphql::error_body;
 
 use crate::state::AppState;
 
@@ -35,18 +38,64 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (status, [(header::CONTENT_TYPE, "application/json")], body)
 }
 
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// `/metrics` on the main port: only with `METRICS_TOKEN` as a bearer
+/// token when one is set; otherwise not there when a separate listener
+/// serves it (`METRICS_ADDR`) or in production; open in development.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match state.settings.metrics_on_main_port() {
+        MainPortMetrics::WithToken(token) => {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            if !same_secret(given.as_bytes(), token.expose()) {
+                let mut res = error_body(
+                    StatusCode::UNAUTHORIZED,
+                    "UNAUTHENTICATED",
+                    "metrics need the metrics token",
+                );
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return res;
+            }
+        }
+        MainPortMetrics::Hidden => {
+            return error_body(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route");
+        }
+        MainPortMetrics::Open => {}
+    }
+    scrape(&state).await
+}
+
+/// `/metrics` on the scraper's own listener (`METRICS_ADDR`).
+pub async fn metrics_open(State(state): State<AppState>) -> Response {
+    scrape(&state).await
+}
+
+async fn scrape(state: &AppState) -> Response {
     match crate::domain::outbox::count_by_status(&state.domain.db).await {
         Ok(counts) => state.metrics.set_outbox(&counts),
         Err(e) => tracing::warn!(error = ?e, "outbox figures unavailable for /metrics"),
     }
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(
+    let text = state
+        .metrics
+        .render(
             &state.domain.db,
             state.statements.load(std::sync::atomic::Ordering::Relaxed),
             &state.domain.listings,
-        ),
+        )
+        .await;
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
     )
+        .into_response()
+}
+
+/// Compares digests, so the time taken says nothing about the token.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(given) == Sha256::digest(expected)
 }

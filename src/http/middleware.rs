@@ -21,8 +21,11 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use std::sync::Arc;
+
 use crate::config::Settings;
 use crate::http::graphql::{client_ip, error_body};
+use crate::metrics::{Limit, Metrics};
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// A payment provider's event can be larger than any API request (a
@@ -90,11 +93,47 @@ async fn json_errors(req: Request, next: Next) -> Response {
     replaced
 }
 
+/// Which limit refused a response, for the metrics (set on a 429 by the
+/// code that refused it).
+#[derive(Clone, Copy, Debug)]
+pub struct RefusedBy(pub Limit);
+
+/// Counts every response by route pattern and status, and every refusal
+/// by its limit.
+async fn count(
+    axum::extract::State(metrics): axum::extract::State<Arc<Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let res = next.run(req).await;
+    metrics.http(
+        route.as_deref().unwrap_or("unmatched"),
+        res.status().as_u16(),
+        started.elapsed(),
+    );
+    if let Some(RefusedBy(limit)) = res.extensions().get::<RefusedBy>() {
+        metrics.rate_limited(*limit);
+    }
+    res
+}
+
 /// Layers for every route, outermost first.
-pub fn apply(router: Router, settings: &Settings, max_body_bytes: usize) -> Router {
+pub fn apply(
+    router: Router,
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+    max_body_bytes: usize,
+) -> Router {
     let layers = ServiceBuilder::new()
         // Correlates a response, its logs and a client report.
         .layer(middleware::from_fn(request_id))
+        // Counted outside every other layer, so timeouts and panics count too.
+        .layer(middleware::from_fn_with_state(metrics, count))
         // Security headers go on every response, errors and 429s included.
         .layer(SetResponseHeaderLayer::overriding(
             header::STRICT_TRANSPORT_SECURITY,
@@ -161,6 +200,7 @@ pub fn apply(router: Router, settings: &Settings, max_body_bytes: usize) -> Rout
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
         // A panic becomes a generic 500, never a dropped connection or a trace.
         .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a request panicked");
             error_body(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL_SERVER_ERROR",
@@ -310,6 +350,7 @@ pub fn too_many(wait_secs: u64) -> Response {
     if let Ok(v) = HeaderValue::from_str(&wait_secs.max(1).to_string()) {
         res.headers_mut().insert(header::RETRY_AFTER, v);
     }
+    res.extensions_mut().insert(RefusedBy(Limit::Http));
     res
 }
 

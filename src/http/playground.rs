@@ -1,5 +1,9 @@
 //! The self-contained playground: one HTML page, its script and stylesheet,
 //! all served from here (no CDN), so its CSP can stay `'self'` only.
+//!
+//! The files are built into the binary. A debug build started with
+//! `PLAYGROUND_DIR` set serves them from that folder instead, read at each
+//! request, so the playground can be edited without rebuilding.
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -9,32 +13,44 @@ pub const PLAYGROUND_CSP: &str = "default-src 'none'; script-src 'self'; style-s
      connect-src 'self'; img-src 'self' data:; form-action 'none'; base-uri 'none'; \
      frame-ancestors 'none'";
 
-pub async fn page() -> impl IntoResponse {
+fn file(name: &str, built_in: &'static str) -> String {
+    #[cfg(debug_assertions)]
+    if let Some(dir) = std::env::var_os("PLAYGROUND_DIR")
+        && let Ok(text) = std::fs::read_to_string(std::path::Path::new(&dir).join(name))
+    {
+        return text;
+    }
+    let _ = name;
+    built_in.to_string()
+}
+
+fn serve(content_type: &'static str, body: String) -> impl IntoResponse {
     (
         [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_TYPE, content_type),
             (header::CONTENT_SECURITY_POLICY, PLAYGROUND_CSP),
         ],
-        include_str!("../../playground/index.html"),
+        body,
+    )
+}
+
+pub async fn page() -> impl IntoResponse {
+    serve(
+        "text/html; charset=utf-8",
+        file("index.html", include_str!("../../playground/index.html")),
     )
 }
 
 pub async fn script() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, PLAYGROUND_CSP),
-        ],
-        include_str!("../../playground/app.js"),
+    serve(
+        "text/javascript; charset=utf-8",
+        file("app.js", include_str!("../../playground/app.js")),
     )
 }
 
 pub async fn style() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, PLAYGROUND_CSP),
-        ],
-        include_str!("../../playground/app.css"),
+    serve(
+        "text/css; charset=utf-8",
+        file("app.css", include_str!("../../playground/app.css")),
     )
 }

@@ -9,6 +9,16 @@ use crate::graphql::AppSchema;
 use crate::http::{dev_checkout, exports, graphql, health, middleware, playground, webhooks, ws};
 use crate::state::AppState;
 
+/// The scraper's own listener (`METRICS_ADDR`): metrics and the probes,
+/// nothing of the API.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics_open))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state)
+}
+
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct HttpState {
@@ -92,17 +102,24 @@ pub fn router(state: AppState, schema: AppSchema, stop: watch::Receiver<bool>) -
                 "no such route",
             )
         });
-    let app = middleware::apply(app, &settings, middleware::MAX_BODY_BYTES);
+    let app = middleware::apply(
+        app,
+        &settings,
+        state.metrics.clone(),
+        middleware::MAX_BODY_BYTES,
+    );
     // Stripe's deliveries come in bursts from few addresses and are retried
     // by Stripe, so they are outside the per-IP limit; an unsigned request
     // costs one HMAC before its 400. Events may be larger than API requests.
     if state.domain.payments.kind() == ProviderKind::Stripe {
+        let state_metrics = state.metrics.clone();
         let hooks = Router::new()
             .route("/webhooks/stripe", post(webhooks::stripe))
             .with_state(state);
         return app.merge(middleware::apply(
             hooks,
             &settings,
+            state_metrics,
             middleware::MAX_WEBHOOK_BODY_BYTES,
         ));
     }

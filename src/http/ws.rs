@@ -36,6 +36,7 @@ use crate::graphql::loaders::{Loaders, Uncached};
 use crate::graphql::{AuthState, RequestCtx};
 use crate::http::graphql::client_ip;
 use crate::http::router::HttpState;
+use crate::metrics::{Limit, Metrics};
 
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an open socket asks the database whether its session stands
@@ -164,10 +165,57 @@ enum Control {
 }
 
 /// Operations the client has started and not yet seen completed.
-type LiveIds = Arc<Mutex<HashSet<String>>>;
+#[derive(Default)]
+struct Live {
+    ids: Mutex<HashSet<String>>,
+    /// Counts running operations and refusals (none in unit tests).
+    metrics: Option<Arc<Metrics>>,
+}
 
-fn live(ids: &LiveIds) -> std::sync::MutexGuard<'_, HashSet<String>> {
-    ids.lock().unwrap_or_else(|e| e.into_inner())
+type LiveIds = Arc<Live>;
+
+impl Live {
+    fn new(metrics: Arc<Metrics>) -> LiveIds {
+        Arc::new(Live {
+            ids: Mutex::default(),
+            metrics: Some(metrics),
+        })
+    }
+
+    fn start(&self, ids: &mut HashSet<String>, id: String) {
+        if ids.insert(id)
+            && let Some(m) = &self.metrics
+        {
+            m.subscriptions().inc();
+        }
+    }
+
+    fn finish(&self, id: &str) {
+        if live(self).remove(id)
+            && let Some(m) = &self.metrics
+        {
+            m.subscriptions().dec();
+        }
+    }
+
+    fn refused(&self) {
+        if let Some(m) = &self.metrics {
+            m.rate_limited(Limit::WebSocket);
+        }
+    }
+}
+
+impl Drop for Live {
+    /// The socket ended: whatever ran on it has stopped.
+    fn drop(&mut self) {
+        if let Some(m) = &self.metrics {
+            m.subscriptions().sub(live(self).len() as i64);
+        }
+    }
+}
+
+fn live(ids: &Live) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    ids.ids.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Checks one client message before async-graphql sees it; `false` drops
@@ -187,16 +235,19 @@ fn admit(
     // also takes.
     match v["type"].as_str() {
         Some("subscribe" | "start") => {
-            let mut ids = live(ids);
+            let live_ids = ids;
+            let mut ids = live(live_ids);
             if ids.contains(&id) {
                 close_with(control, Closing::DuplicateId);
                 return false;
             }
             if ids.len() >= max_subscriptions {
+                live_ids.refused();
                 close_with(control, Closing::TooManySubscriptions);
                 return false;
             }
             if !budget_ok() {
+                live_ids.refused();
                 let error = serde_json::json!({
                     "id": id,
                     "type": "error",
@@ -214,11 +265,11 @@ fn admit(
                 }
                 return false;
             }
-            ids.insert(id);
+            live_ids.start(&mut ids, id);
             true
         }
         Some("complete" | "stop") => {
-            live(ids).remove(&id);
+            ids.finish(&id);
             true
         }
         _ => true,
@@ -237,7 +288,7 @@ fn note_finished(text: &str, ids: &LiveIds) {
         && matches!(v["type"].as_str(), Some("complete" | "error"))
         && let Some(id) = v["id"].as_str()
     {
-        live(ids).remove(id);
+        ids.finish(id);
     }
 }
 
@@ -247,6 +298,7 @@ async fn serve(
     protocol: WebSocketProtocols,
     ip: Option<IpAddr>,
 ) {
+    let _open = http.state.metrics.websocket_opened();
     let first = tokio::time::timeout(INIT_TIMEOUT, async {
         loop {
             match socket.recv().await {
@@ -274,6 +326,7 @@ async fn serve(
     let limits = &state.settings.limits;
     let Some(_slot) = SocketCounts::take(&http.sockets, &user.id, limits.ws_max_sockets_per_user)
     else {
+        state.metrics.rate_limited(Limit::WebSocket);
         return close(socket, 4429, "Too many sockets").await;
     };
 
@@ -287,7 +340,7 @@ async fn serve(
     data.insert(Loaders::new(&ctx.db, &state.review_cache));
     data.insert(Uncached);
 
-    let ids: LiveIds = Arc::default();
+    let ids = Live::new(state.metrics.clone());
     let (control, mut controls) = mpsc::channel::<Control>(QUEUED_REPLIES);
     let (mut sink, stream) = socket.split();
 

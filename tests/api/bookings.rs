@@ -16,7 +16,8 @@ pub const BOOK: &str = "mutation($h: ID!) { bookHold(holdId: $h) {
 const GET: &str = "query($id: ID!) { booking(id: $id) {
     id status meetingUrl cancellationReason refundedAmount { amountMinor }
     consumer { email } payment { status refundedAmount { amountMinor } } review { id rating } } }";
-const CANCEL: &str = "mutation($id: ID!, $r: String!) { cancelBooking(bookingId: $id, reason: $r) {
+pub const CANCEL: &str =
+    "mutation($id: ID!, $r: String!) { cancelBooking(bookingId: $id, reason: $r) {
     status refundedAmount { amountMinor } payment { status } } }";
 
 /// A UTC instant `days` ahead at `hour`:00.

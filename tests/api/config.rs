@@ -127,3 +127,23 @@ fn the_binary_refuses_to_start_in_production_without_secrets() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("DATABASE_URL"), "{stderr}");
 }
+
+#[test]
+fn production_hides_metrics_on_the_main_port_without_a_token() {
+    use maestro_hub::config::MainPortMetrics;
+    let s = Settings::from_args(production()).unwrap();
+    assert!(matches!(s.metrics_on_main_port(), MainPortMetrics::Hidden));
+    let mut a = production();
+    a.metrics_token = Some(random_secret());
+    let s = Settings::from_args(a).unwrap();
+    assert!(matches!(
+        s.metrics_on_main_port(),
+        MainPortMetrics::WithToken(_)
+    ));
+    let mut a = production();
+    a.metrics_addr = Some("127.0.0.1:9100".parse().unwrap());
+    let s = Settings::from_args(a).unwrap();
+    assert!(matches!(s.metrics_on_main_port(), MainPortMetrics::Hidden));
+    let s = Settings::from_args(default_args("sqlite::memory:")).unwrap();
+    assert!(matches!(s.metrics_on_main_port(), MainPortMetrics::Open));
+}

@@ -68,6 +68,9 @@ pub fn default_args(database_url: &str) -> SettingsArgs {
         resend_base_url: "https://api.resend.com".into(),
         email_from: None,
         resend_rate_limit: None,
+        metrics_addr: None,
+        metrics_token: None,
+        sentry_dsn: None,
         limits: maestro_hub::config::LimitArgs::defaults(),
     }
 }

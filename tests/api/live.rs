@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use crate::bookings::{BOOK, at, consumer, hold, open_coach};
 use crate::helpers::{TestApp, spawn_app};
 
-type Ws =
+pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn open(app: &TestApp, init: Value) -> Ws {
@@ -31,7 +31,7 @@ async fn open(app: &TestApp, init: Value) -> Ws {
     ws
 }
 
-async fn subscribe(app: &TestApp, token: &str, query: &str) -> Ws {
+pub async fn subscribe(app: &TestApp, token: &str, query: &str) -> Ws {
     let mut ws = open(app, json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } })).await;
     let ack = next_json(&mut ws, Duration::from_secs(5))
         .await
@@ -47,7 +47,7 @@ async fn subscribe(app: &TestApp, token: &str, query: &str) -> Ws {
     ws
 }
 
-async fn next_json(ws: &mut Ws, wait: Duration) -> Option<Value> {
+pub async fn next_json(ws: &mut Ws, wait: Duration) -> Option<Value> {
     loop {
         match tokio::time::timeout(wait, ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).unwrap()),
@@ -72,7 +72,7 @@ async fn statuses(ws: &mut Ws, wait: Duration) -> Vec<String> {
     out
 }
 
-async fn close_code(ws: &mut Ws) -> Option<CloseCode> {
+pub async fn close_code(ws: &mut Ws) -> Option<CloseCode> {
     loop {
         match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
             Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| f.code),

@@ -19,6 +19,7 @@ mod helpers;
 mod http;
 mod limits;
 mod live;
+mod metrics;
 mod migrations;
 mod packages;
 mod payments;

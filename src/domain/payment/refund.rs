@@ -16,6 +16,7 @@ use sea_orm::{
     QueryOrder, QuerySelect, Set,
 };
 
+use crate::domain::activity::Happened;
 use crate::domain::audit::{Entry, action};
 use crate::domain::context::DomainCtx;
 use crate::domain::payment::{
@@ -228,6 +229,7 @@ pub async fn execute_pending_refunds(ctx: &DomainCtx, only: Option<&str>) -> App
                     .filter(refunds::Column::Status.eq(RefundStatus::Pending.as_str()))
                     .exec(uow.db())
                     .await?;
+                uow.happened(Happened::RefundAccepted);
                 if status == RefundStatus::Succeeded {
                     confirm_succeeded(uow.db(), &payment.id).await?;
                 }
@@ -252,6 +254,7 @@ pub async fn execute_pending_refunds(ctx: &DomainCtx, only: Option<&str>) -> App
                     tracing::error!(refund = %refund.id, error = %e, "refund given up after {attempts} attempts");
                     fail(&uow, &refund, &e, attempts).await?;
                 } else {
+                    uow.happened(Happened::RefundRetrying);
                     tracing::warn!(refund = %refund.id, error = %e, attempts, "refund not accepted; will retry");
                     let next = now
                         + chrono::Duration::from_std(backoff(refund.attempts))

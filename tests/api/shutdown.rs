@@ -115,3 +115,165 @@ async fn no_background_task_outlives_shutdown() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Starts the real binary on a fresh SQLite database with an admin, and
+/// waits until it answers. Returns the child, its port and the admin's
+/// password.
+fn start_binary(url: &str, extra: &[(&str, String)]) -> (std::process::Child, u16, String) {
+    let password = format!("Shutdown-{}-A1!", crate::helpers::random_secret());
+    let mut admin = Command::new(env!("CARGO_BIN_EXE_maestro-hub"))
+        .args([
+            "create-admin",
+            "--email",
+            "admin@example.com",
+            "--password-stdin",
+        ])
+        .env_clear()
+        .env("DATABASE_URL", url)
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    admin
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    assert!(admin.wait().unwrap().success());
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maestro-hub"));
+    cmd.arg("serve")
+        .env_clear()
+        .env("DATABASE_URL", url)
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port, password)
+}
+
+async fn sign_in(port: u16, password: &str) -> String {
+    let v: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/graphql"))
+        .json(&serde_json::json!({
+            "query": "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+            "variables": { "e": "admin@example.com", "p": password }
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_string()
+}
+
+/// On SIGTERM an open subscription gets a close frame with 1012 (service
+/// restart), which `graphql-ws` clients answer by reconnecting.
+#[tokio::test]
+async fn sigterm_closes_an_open_subscription_with_1012() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("app.db").display());
+    let (mut child, port, password) = start_binary(&url, &[]);
+    let token = sign_in(port, &password).await;
+
+    let mut req = format!("ws://127.0.0.1:{port}/graphql/ws")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let init = serde_json::json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } });
+    ws.send(Message::text(init.to_string())).await.unwrap();
+    let ack = ws.next().await.unwrap().unwrap();
+    assert!(ack.to_text().unwrap().contains("connection_ack"), "{ack}");
+    let sub = serde_json::json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription { bookingUpdated { id status } }" } });
+    ws.send(Message::text(sub.to_string())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1012));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+}
+
+/// A production start with a bad configuration stops before it connects:
+/// the database it was given stays empty (PostgreSQL) or is never created
+/// (SQLite, which production refuses anyway).
+#[tokio::test]
+async fn a_refused_production_start_touches_no_database() {
+    let (url, tmp) = fresh_database().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_maestro-hub"))
+        .arg("serve")
+        .env_clear()
+        .env("APP_ENV", "production")
+        .env("DATABASE_URL", &url)
+        .env("JWT_SECRET", crate::helpers::random_secret())
+        .env("CORS_ALLOWED_ORIGINS", "https://app.maestrohub.example")
+        // No Stripe or Resend keys: refused.
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("STRIPE_SECRET_KEY"), "{stderr}");
+    match tmp {
+        Some(dir) => assert!(
+            std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "no SQLite file was created"
+        ),
+        None => {
+            use sea_orm::ConnectionTrait;
+            let db = sea_orm::Database::connect(&url).await.unwrap();
+            let rows = db
+                .query_all_raw(sea_orm::Statement::from_string(
+                    sea_orm::DatabaseBackend::Postgres,
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+                ))
+                .await
+                .unwrap();
+            assert!(rows.is_empty(), "{} tables were created", rows.len());
+        }
+    }
+}

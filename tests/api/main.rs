@@ -12,6 +12,7 @@ mod coaches;
 mod config;
 mod crash;
 mod emails;
+mod error_tracking;
 mod fake_resend;
 mod fake_stripe;
 mod hardening;

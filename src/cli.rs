@@ -51,9 +51,9 @@ pub enum Command {
 }
 
 /// What the server logs without `RUST_LOG`: its own `info` lines (one
-/// access line per request among them), and only warnings of the
-/// database layers.
-pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,sea_orm=warn";
+/// access line per request among them), each migration as it is applied,
+/// and only warnings of the database layers.
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,sea_orm=warn,sea_orm_migration=info";
 
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::layer::SubscriberExt;

@@ -90,3 +90,23 @@ async fn create_admin_generates_and_prints_a_strong_password_once() {
         Some("UNAUTHENTICATED")
     );
 }
+
+/// Without `RUST_LOG`, applying migrations is logged at `info`, one line
+/// per migration.
+#[tokio::test]
+async fn migration_progress_is_logged_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+    let out = Command::new(env!("CARGO_BIN_EXE_maestro-hub"))
+        .arg("migrate")
+        .env_clear()
+        .env("DATABASE_URL", &url)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let logged = String::from_utf8_lossy(&out.stdout);
+    let applied = logged.matches("has been applied").count();
+    assert!(applied >= 9, "{logged}");
+    assert!(logged.contains("INFO"), "{logged}");
+}

@@ -54,3 +54,14 @@ pub async fn style() -> impl IntoResponse {
         file("app.css", include_str!("../../playground/app.css")),
     )
 }
+
+/// The saved operations (also the names `/metrics` always labels).
+pub async fn operations() -> impl IntoResponse {
+    serve(
+        "application/graphql; charset=utf-8",
+        file(
+            "operations.graphql",
+            include_str!("../../playground/operations.graphql"),
+        ),
+    )
+}

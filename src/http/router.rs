@@ -82,7 +82,11 @@ pub fn router(state: AppState, schema: AppSchema, stop: watch::Receiver<bool>) -
             )
             .route("/playground", get(playground::page))
             .route("/playground/app.js", get(playground::script))
-            .route("/playground/app.css", get(playground::style));
+            .route("/playground/app.css", get(playground::style))
+            .route(
+                "/playground/operations.graphql",
+                get(playground::operations),
+            );
     }
     // Probes and scrapes come from our own infrastructure, often; they are
     // outside the per-IP limit so a busy probe never takes an instance down.

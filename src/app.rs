@@ -102,10 +102,8 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
     let reference = ReferenceData::load(&db)
         .await
         .map_err(|e| StartError::Other(e.message()))?;
-    let limiter: Arc<dyn RateLimiter> = Arc::new(InMemoryRateLimiter::new(
-        settings.rate_limit_login_per_minute,
-        settings.rate_limit_register_per_hour,
-    ));
+    let limiter: Arc<dyn RateLimiter> =
+        Arc::new(InMemoryRateLimiter::new(|b| settings.budget_of(b)));
     let payments = payment_provider(&settings)?;
     let (mailer, dev_mailbox) = mailer(&settings)?;
     let templates = Arc::new(crate::email::Templates::new().map_err(StartError::Other)?);

@@ -252,6 +252,78 @@ pub struct LimitArgs {
         global = true
     )]
     pub ws_max_sockets_per_user: u32,
+    /// `createHold`, `releaseHold` per user, per minute.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_HOLDS_PER_MINUTE",
+        default_value_t = crate::ratelimit::default_of(crate::ratelimit::Bucket::Holds),
+        global = true
+    )]
+    pub rate_limit_holds_per_minute: u32,
+    /// `bookHold`, `purchasePackage`, `purchaseSponsorship` per user, per minute.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_CHECKOUTS_PER_MINUTE",
+        default_value_t = crate::ratelimit::default_of(crate::ratelimit::Bucket::Checkouts),
+        global = true
+    )]
+    pub rate_limit_checkouts_per_minute: u32,
+    /// `startPayoutOnboarding` per user, per hour.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_ONBOARDING_PER_HOUR",
+        default_value_t = crate::ratelimit::default_of(crate::ratelimit::Bucket::Onboarding),
+        global = true
+    )]
+    pub rate_limit_onboarding_per_hour: u32,
+    /// `requestEmailVerification` per user, per hour.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_VERIFICATION_PER_HOUR",
+        default_value_t = crate::ratelimit::default_of(crate::ratelimit::Bucket::Verification),
+        global = true
+    )]
+    pub rate_limit_verification_per_hour: u32,
+    /// `requestPasswordReset` per client IP, per hour.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_RESET_PER_HOUR",
+        default_value_t = crate::ratelimit::default_of(crate::ratelimit::Bucket::ResetIp),
+        global = true
+    )]
+    pub rate_limit_reset_per_hour: u32,
+    /// `refreshToken` per client IP, per minute.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_REFRESH_PER_MINUTE",
+        default_value_t = crate::ratelimit::default_of(crate::ratelimit::Bucket::Refresh),
+        global = true
+    )]
+    pub rate_limit_refresh_per_minute: u32,
+    /// `submitReview`, `respondToReview` per user, per hour.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_REVIEWS_PER_HOUR",
+        default_value_t = crate::ratelimit::default_of(crate::ratelimit::Bucket::Reviews),
+        global = true
+    )]
+    pub rate_limit_reviews_per_hour: u32,
+    /// `exportMyData` per user, per hour.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_EXPORTS_PER_HOUR",
+        default_value_t = crate::ratelimit::default_of(crate::ratelimit::Bucket::DataExports),
+        global = true
+    )]
+    pub rate_limit_exports_per_hour: u32,
+    /// `changePassword`, `deleteMyAccount` per user, per 15 minutes.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_PASSWORD_CHECKS_PER_15_MINUTES",
+        default_value_t = crate::ratelimit::default_of(crate::ratelimit::Bucket::PasswordChecks),
+        global = true
+    )]
+    pub rate_limit_password_checks_per_15_minutes: u32,
 }
 
 impl LimitArgs {
@@ -278,6 +350,8 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     pub ws_max_subscriptions: usize,
     pub ws_max_sockets_per_user: usize,
+    /// The budget of each per-field bucket of [`crate::ratelimit::FIELD_LIMITS`].
+    pub field_budgets: Vec<(crate::ratelimit::Bucket, u32)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -591,6 +665,35 @@ impl Settings {
             }
         }
         let l = &args.limits;
+        let field_budgets = {
+            use crate::ratelimit::Bucket;
+            vec![
+                (Bucket::Holds, l.rate_limit_holds_per_minute),
+                (Bucket::Checkouts, l.rate_limit_checkouts_per_minute),
+                (Bucket::Onboarding, l.rate_limit_onboarding_per_hour),
+                (Bucket::Verification, l.rate_limit_verification_per_hour),
+                (Bucket::ResetIp, l.rate_limit_reset_per_hour),
+                (Bucket::Refresh, l.rate_limit_refresh_per_minute),
+                (Bucket::Reviews, l.rate_limit_reviews_per_hour),
+                (Bucket::DataExports, l.rate_limit_exports_per_hour),
+                (
+                    Bucket::PasswordChecks,
+                    l.rate_limit_password_checks_per_15_minutes,
+                ),
+            ]
+        };
+        for (bucket, budget) in &field_budgets {
+            if *budget == 0
+                && let Some(row) = crate::ratelimit::FIELD_LIMITS
+                    .iter()
+                    .find(|r| r.bucket == *bucket)
+            {
+                return Err(ConfigError(format!(
+                    "{} must be greater than 0",
+                    row.variable
+                )));
+            }
+        }
         if l.graphql_max_cost == 0
             || l.graphql_max_fields == 0
             || l.access_token_ttl_seconds == 0
@@ -612,6 +715,7 @@ impl Settings {
             max_connections_per_ip: l.max_connections_per_ip as usize,
             ws_max_subscriptions: l.ws_max_subscriptions as usize,
             ws_max_sockets_per_user: l.ws_max_sockets_per_user as usize,
+            field_budgets,
         };
         if args.hold_ttl_seconds == 0 || args.request_timeout_seconds == 0 {
             return Err(ConfigError(
@@ -755,6 +859,22 @@ impl Settings {
 
     pub fn is_production(&self) -> bool {
         self.env == Environment::Production
+    }
+
+    /// The calls a rate-limit bucket allows per its period.
+    pub fn budget_of(&self, bucket: crate::ratelimit::Bucket) -> u32 {
+        use crate::ratelimit::Bucket;
+        match bucket {
+            Bucket::LoginIp | Bucket::LoginEmail => self.rate_limit_login_per_minute,
+            Bucket::Register => self.rate_limit_register_per_hour,
+            Bucket::ResetEmail => 3,
+            other => self
+                .limits
+                .field_budgets
+                .iter()
+                .find(|(b, _)| *b == other)
+                .map_or(crate::ratelimit::default_of(other), |(_, n)| *n),
+        }
     }
 
     /// Whether `/metrics` answers on the main port: with `METRICS_TOKEN`

@@ -96,6 +96,7 @@ impl AuthMutation {
             .into())
     }
 
+    #[graphql(guard = "RateLimit::per_ip(Bucket::Refresh)")]
     async fn refresh_token(&self, ctx: &Context<'_>, refresh_token: String) -> Result<AuthPayload> {
         let state = ctx.state()?;
         let ip = ctx.request()?.ip_string();
@@ -118,7 +119,7 @@ impl AuthMutation {
         Ok(true)
     }
 
-    #[graphql(guard = "RoleGuard::SignedIn")]
+    #[graphql(guard = "RoleGuard::SignedIn.and(RateLimit::per_user(Bucket::PasswordChecks))")]
     async fn change_password(
         &self,
         ctx: &Context<'_>,
@@ -160,7 +161,7 @@ impl AuthMutation {
 
     /// Sends a new verification email to the signed-in user (nothing when
     /// the address is verified already).
-    #[graphql(guard = "RoleGuard::SignedIn")]
+    #[graphql(guard = "RoleGuard::SignedIn.and(RateLimit::per_user(Bucket::Verification))")]
     async fn request_email_verification(&self, ctx: &Context<'_>) -> Result<bool> {
         let state = ctx.state()?;
         account::request_verification(&state.domain, ctx.current_user()?).await?;
@@ -180,6 +181,7 @@ impl AuthMutation {
     /// the answer or by its timing (the lookup and the email run after the
     /// answer). At most 3 reset emails per address an hour; further
     /// requests send nothing.
+    #[graphql(guard = "RateLimit::per_ip(Bucket::ResetIp)")]
     async fn request_password_reset(&self, ctx: &Context<'_>, email: String) -> Result<bool> {
         let state = ctx.state()?;
         let parsed = crate::domain::types::Email::parse(&email)?;

@@ -1,6 +1,7 @@
 //! Holds, bookings and their live updates: thin resolvers over
 //! `domain::booking`.
 
+use crate::ratelimit::Bucket;
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, Enum, ID, Object, Result, Subscription};
 use chrono::Utc;
@@ -13,7 +14,7 @@ use crate::domain::payment::{PaymentStatus as DomainPaymentStatus, net_shares};
 use crate::domain::types::Role as DomainRole;
 use crate::graphql::CtxExt;
 use crate::graphql::coach::{Coach, Review, TotalCount};
-use crate::graphql::guards::RoleGuard;
+use crate::graphql::guards::{RateLimit, RoleGuard};
 use crate::graphql::loaders::{load_one, loaders};
 use crate::graphql::scalars::DateTime;
 use crate::graphql::types::{Money, User};
@@ -382,7 +383,9 @@ pub struct BookingMutation;
 
 #[Object]
 impl BookingMutation {
-    #[graphql(guard = "RoleGuard::Only(DomainRole::Consumer)")]
+    #[graphql(
+        guard = "RoleGuard::Only(DomainRole::Consumer).and(RateLimit::per_user(Bucket::Holds))"
+    )]
     async fn create_hold(
         &self,
         ctx: &Context<'_>,
@@ -403,14 +406,14 @@ impl BookingMutation {
         ))
     }
 
-    #[graphql(guard = "RoleGuard::SignedIn")]
+    #[graphql(guard = "RoleGuard::SignedIn.and(RateLimit::per_user(Bucket::Holds))")]
     async fn release_hold(&self, ctx: &Context<'_>, hold_id: ID) -> Result<bool> {
         let state = ctx.state()?;
         hold::release_hold(&state.domain, ctx.current_user()?, &hold_id).await?;
         Ok(true)
     }
 
-    #[graphql(guard = "RoleGuard::SignedIn")]
+    #[graphql(guard = "RoleGuard::SignedIn.and(RateLimit::per_user(Bucket::Checkouts))")]
     async fn book_hold(
         &self,
         ctx: &Context<'_>,
@@ -463,7 +466,9 @@ impl BookingMutation {
 
     /// A fresh link to the coach's payout onboarding at the payment
     /// provider; the payout account is created on the first call.
-    #[graphql(guard = "RoleGuard::Only(DomainRole::Coach)")]
+    #[graphql(
+        guard = "RoleGuard::Only(DomainRole::Coach).and(RateLimit::per_user(Bucket::Onboarding))"
+    )]
     async fn start_payout_onboarding(&self, ctx: &Context<'_>) -> Result<String> {
         let state = ctx.state()?;
         Ok(crate::domain::payout::start_onboarding(&state.domain, ctx.current_user()?).await?)

@@ -3,6 +3,7 @@
 //! `domain::sponsorship`. Lists are fetched with what they show in two
 //! more queries, never one per item.
 
+use crate::ratelimit::Bucket;
 use std::collections::HashMap;
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, Result};
@@ -17,7 +18,7 @@ use crate::error::AppError;
 use crate::graphql::CtxExt;
 use crate::graphql::booking::Payment;
 use crate::graphql::coach::{Coach, Package};
-use crate::graphql::guards::RoleGuard;
+use crate::graphql::guards::{RateLimit, RoleGuard};
 use crate::graphql::loaders::{load_one, loaders};
 use crate::graphql::scalars::DateTime;
 use crate::graphql::types::{Market, Money};
@@ -371,7 +372,9 @@ impl CommerceMutation {
 
     /// A PENDING purchase whose `payment.checkoutUrl` the client opens;
     /// ACTIVE with its credits once the payment provider reports it paid.
-    #[graphql(guard = "RoleGuard::Only(DomainRole::Consumer)")]
+    #[graphql(
+        guard = "RoleGuard::Only(DomainRole::Consumer).and(RateLimit::per_user(Bucket::Checkouts))"
+    )]
     async fn purchase_package(&self, ctx: &Context<'_>, package_id: ID) -> Result<PackagePurchase> {
         let state = ctx.state()?;
         let (model, payment) =
@@ -386,7 +389,9 @@ impl CommerceMutation {
 
     /// A PENDING_PAYMENT sponsorship whose `payment.checkoutUrl` the coach
     /// opens; ACTIVE once paid, for the plan's days.
-    #[graphql(guard = "RoleGuard::Only(DomainRole::Coach)")]
+    #[graphql(
+        guard = "RoleGuard::Only(DomainRole::Coach).and(RateLimit::per_user(Bucket::Checkouts))"
+    )]
     async fn purchase_sponsorship(&self, ctx: &Context<'_>, plan_id: ID) -> Result<Sponsorship> {
         let state = ctx.state()?;
         let (model, payment) =

@@ -26,22 +26,38 @@ impl Guard for RoleGuard {
     }
 }
 
-/// Counts one attempt in each listed bucket (keyed by client IP, or by the
-/// given key); the first empty bucket refuses with `RATE_LIMITED`, and the
-/// refusal is audited.
+/// Counts one attempt in each listed bucket (keyed by client IP, by the
+/// signed-in user, or by the given key); the first empty bucket refuses
+/// with `RATE_LIMITED` and `retryAfter`, before the resolver runs, and the
+/// refusal is audited and counted by bucket. Every call counts: each alias,
+/// each operation of a batch, each operation over a WebSocket.
 pub struct RateLimit {
-    buckets: Vec<(Bucket, Option<String>)>,
+    buckets: Vec<(Bucket, KeyOf)>,
+}
+
+enum KeyOf {
+    Ip,
+    User,
+    Given(String),
 }
 
 impl RateLimit {
     pub fn per_ip(bucket: Bucket) -> Self {
         RateLimit {
-            buckets: vec![(bucket, None)],
+            buckets: vec![(bucket, KeyOf::Ip)],
+        }
+    }
+
+    /// Keyed by the signed-in user (by client IP for a caller without one;
+    /// put it after a guard that requires signing in).
+    pub fn per_user(bucket: Bucket) -> Self {
+        RateLimit {
+            buckets: vec![(bucket, KeyOf::User)],
         }
     }
 
     pub fn and_key(mut self, bucket: Bucket, key: impl Into<String>) -> Self {
-        self.buckets.push((bucket, Some(key.into())));
+        self.buckets.push((bucket, KeyOf::Given(key.into())));
         self
     }
 
@@ -59,11 +75,15 @@ impl Guard for RateLimit {
         let mut refused = None;
         // Every bucket counts the attempt, even after one has refused, so a
         // caller cannot save one budget by exhausting another.
+        let actor = ctx.current_user().ok().map(|u| u.id.clone());
+        let user = actor.as_ref().map(|id| format!("user:{id}"));
         for (bucket, key) in &self.buckets {
-            let key = key
-                .clone()
-                .or_else(|| ip.clone())
-                .unwrap_or_else(|| "unknown".into());
+            let key = match key {
+                KeyOf::Given(k) => Some(k.clone()),
+                KeyOf::User => user.clone().or_else(|| ip.clone()),
+                KeyOf::Ip => ip.clone(),
+            }
+            .unwrap_or_else(|| "unknown".into());
             if let Err(wait) = state.limiter.hit(*bucket, &key).await {
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 refused = Some((refused.map_or(0, |(s, _)| s).max(secs.max(1)), *bucket));
@@ -77,7 +97,7 @@ impl Guard for RateLimit {
                 &state.domain,
                 Entry {
                     action: action::RATE_LIMITED,
-                    actor_id: None,
+                    actor_id: actor.as_deref(),
                     target_type: Some("field"),
                     target_id: Some(ctx.field().name()),
                     ip: ip.as_deref(),

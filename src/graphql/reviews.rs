@@ -2,13 +2,14 @@
 //! by the coach, hidden and shown again by admins. Thin resolvers over
 //! `domain::review::write`.
 
+use crate::ratelimit::Bucket;
 use async_graphql::{Context, ID, Object, Result};
 
 use crate::domain::review::write;
 use crate::domain::types::Role as DomainRole;
 use crate::graphql::CtxExt;
 use crate::graphql::coach::Review;
-use crate::graphql::guards::RoleGuard;
+use crate::graphql::guards::{RateLimit, RoleGuard};
 
 #[derive(Default)]
 pub struct ReviewMutation;
@@ -17,7 +18,9 @@ pub struct ReviewMutation;
 impl ReviewMutation {
     /// Once per completed booking, by its consumer; rating 1..5, comment
     /// at most 2,000 characters (sanitised).
-    #[graphql(guard = "RoleGuard::Only(DomainRole::Consumer)")]
+    #[graphql(
+        guard = "RoleGuard::Only(DomainRole::Consumer).and(RateLimit::per_user(Bucket::Reviews))"
+    )]
     async fn submit_review(
         &self,
         ctx: &Context<'_>,
@@ -39,7 +42,9 @@ impl ReviewMutation {
     }
 
     /// The reviewed coach answers, once.
-    #[graphql(guard = "RoleGuard::Only(DomainRole::Coach)")]
+    #[graphql(
+        guard = "RoleGuard::Only(DomainRole::Coach).and(RateLimit::per_user(Bucket::Reviews))"
+    )]
     async fn respond_to_review(
         &self,
         ctx: &Context<'_>,

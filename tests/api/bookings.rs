@@ -711,7 +711,7 @@ async fn fifty_racing_holds_give_exactly_one() {
 
 #[tokio::test]
 async fn twenty_racing_bookings_of_one_hold_give_one_booking() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(crate::helpers::roomy_field_limits).await;
     let admin = app.admin_token().await;
     let (_, coach) = open_coach(&app, &admin, "coach@example.com").await;
     let parent = consumer(&app, "parent@example.com").await;
@@ -796,7 +796,11 @@ const MY_PAGE: &str = "query($n: Int!) { myBookings(first: $n) { totalCount edge
 
 #[tokio::test]
 async fn a_page_of_50_bookings_runs_as_few_statements_as_a_page_of_5() {
-    let app = spawn_app_with(|a| a.rate_limit_general_per_minute = 10_000).await;
+    let app = spawn_app_with(|a| {
+        a.rate_limit_general_per_minute = 10_000;
+        crate::helpers::roomy_field_limits(a);
+    })
+    .await;
     let admin = app.admin_token().await;
     let mut coaches = Vec::new();
     for i in 0..3 {

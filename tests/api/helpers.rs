@@ -449,3 +449,17 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Per-field budgets out of the way, for tests that race or repeat many
+/// calls of one user to prove something else (the limits have tests of
+/// their own in `field_limits`).
+pub fn roomy_field_limits(a: &mut SettingsArgs) {
+    let l = &mut a.limits;
+    for budget in [
+        &mut l.rate_limit_holds_per_minute,
+        &mut l.rate_limit_checkouts_per_minute,
+        &mut l.rate_limit_reviews_per_hour,
+    ] {
+        *budget = 10_000;
+    }
+}

@@ -15,6 +15,7 @@ mod emails;
 mod error_tracking;
 mod fake_resend;
 mod fake_stripe;
+mod field_limits;
 mod hardening;
 mod helpers;
 mod http;

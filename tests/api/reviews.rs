@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, EntityTrait, Statement};
 use serde_json::{Value, json};
 
 use crate::bookings::{at, confirmed, consumer, open_coach, shift_to_past};
-use crate::helpers::{TestApp, code, field, profile_input, spawn_app, with_key};
+use crate::helpers::{TestApp, code, field, profile_input, spawn_app, spawn_app_with, with_key};
 
 const SUBMIT: &str = "mutation($b: ID!, $r: Int!, $c: String!) {
     submitReview(bookingId: $b, rating: $r, comment: $c) { id rating comment authorName coachResponse } }";
@@ -153,7 +153,7 @@ async fn every_review_rule_and_refusal() {
 
 #[tokio::test]
 async fn fifty_concurrent_reviews_leave_figures_equal_to_a_recount_and_hiding_removes_one() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(crate::helpers::roomy_field_limits).await;
     let admin = app.admin_token().await;
     let (coach_token, coach) = open_coach(&app, &admin, "coach@example.com").await;
     let parent = consumer(&app, "parent@example.com").await;

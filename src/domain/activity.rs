@@ -15,6 +15,10 @@ pub enum Happened {
     RefundAccepted,
     /// A refund attempt failed and will be retried.
     RefundRetrying,
+    /// A payment failed for good (its checkout lapsed or was abandoned).
+    PaymentFailed,
+    /// One card attempt was declined; the payment may still succeed.
+    PaymentDeclined,
 }
 
 pub struct Activity {
@@ -38,7 +42,7 @@ impl Activity {
             payments: IntCounterVec::new(
                 Opts::new(
                     "payments_total",
-                    "Payments by outcome: succeeded, failed, disputed, dispute_closed",
+                    "Payments by outcome: succeeded, failed (for good), declined (one card attempt), disputed, dispute_closed",
                 ),
                 &["outcome"],
             )?,
@@ -69,7 +73,6 @@ impl Activity {
             action::BOOKING_COMPLETED => (Family::Bookings, "completed"),
             action::BOOKING_NO_SHOW => (Family::Bookings, "no_show"),
             action::PAYMENT_SUCCEEDED => (Family::Payments, "succeeded"),
-            action::PAYMENT_FAILED => (Family::Payments, "failed"),
             action::PAYMENT_DISPUTED => (Family::Payments, "disputed"),
             action::PAYMENT_DISPUTE_CLOSED => (Family::Payments, "dispute_closed"),
             action::REFUND_CREATED => (Family::Refunds, "decided"),
@@ -84,6 +87,8 @@ impl Activity {
             Happened::HoldCreated => (Family::Holds, ""),
             Happened::RefundAccepted => (Family::Refunds, "accepted"),
             Happened::RefundRetrying => (Family::Refunds, "retrying"),
+            Happened::PaymentFailed => (Family::Payments, "failed"),
+            Happened::PaymentDeclined => (Family::Payments, "declined"),
         };
         Counted { family, label }
     }

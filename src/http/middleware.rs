@@ -181,7 +181,10 @@ pub fn apply(
                     )
                 })
                 .on_request(())
-                .on_response(AccessLine),
+                .on_response(AccessLine)
+                // The access line has the status; a 5xx's cause is logged
+                // where it happened (and reaches error tracking from there).
+                .on_failure(()),
         )
         // Browsers may call us only from the listed app origins.
         .layer(cors(settings))
@@ -199,14 +202,21 @@ pub fn apply(
         // Bounded memory per request: 64 KiB is plenty for any operation.
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
         // A panic becomes a generic 500, never a dropped connection or a trace.
-        .layer(CatchPanicLayer::custom(|_| {
-            tracing::error!("a request panicked");
-            error_body(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL_SERVER_ERROR",
-                "internal error",
-            )
-        }));
+        .layer(CatchPanicLayer::custom(
+            |panic: Box<dyn std::any::Any + Send>| {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(error = %why, "a request panicked");
+                error_body(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL_SERVER_ERROR",
+                    "internal error",
+                )
+            },
+        ));
     router.layer(layers)
 }
 

@@ -208,6 +208,7 @@ async fn apply_in(
             let Some(p) = find_payment(db, &payment).await? else {
                 return unknown("payment attempt failed", &payment);
             };
+            uow.happened(crate::domain::activity::Happened::PaymentDeclined);
             uow.audit(Entry {
                 action: action::PAYMENT_FAILED,
                 target_type: Some("payment"),

@@ -614,6 +614,7 @@ pub async fn fail_pending(
     if failed.rows_affected != 1 {
         return Ok(false);
     }
+    uow.happened(crate::domain::activity::Happened::PaymentFailed);
     uow.audit(Entry {
         action: action::PAYMENT_FAILED,
         target_type: Some("payment"),

@@ -213,7 +213,7 @@ pub async fn execute_pending_refunds(ctx: &DomainCtx, only: Option<&str>) -> App
                     RefundOutcome::Submitted(r) => (RefundStatus::Submitted, r),
                     RefundOutcome::Succeeded(r) => (RefundStatus::Succeeded, r),
                 };
-                refunds::Entity::update_many()
+                let recorded = refunds::Entity::update_many()
                     .col_expr(refunds::Column::Status, Expr::value(status.as_str()))
                     .col_expr(refunds::Column::ProviderRef, Expr::value(provider_ref))
                     .col_expr(
@@ -229,7 +229,9 @@ pub async fn execute_pending_refunds(ctx: &DomainCtx, only: Option<&str>) -> App
                     .filter(refunds::Column::Status.eq(RefundStatus::Pending.as_str()))
                     .exec(uow.db())
                     .await?;
-                uow.happened(Happened::RefundAccepted);
+                if recorded.rows_affected == 1 {
+                    uow.happened(Happened::RefundAccepted);
+                }
                 if status == RefundStatus::Succeeded {
                     confirm_succeeded(uow.db(), &payment.id).await?;
                 }

@@ -15,6 +15,10 @@ pub enum AuthState {
     /// A token was sent but refused; fields that need a user say
     /// `UNAUTHENTICATED`, public fields still answer.
     Invalid,
+    /// The token could not be checked (the database did not answer):
+    /// fields that need a user fail as internal errors, never as
+    /// `UNAUTHENTICATED`, which would make an app sign its user out.
+    Unchecked,
     User(Box<CurrentUser>),
 }
 
@@ -54,6 +58,9 @@ impl CtxExt for Context<'_> {
             AuthState::User(u) => Ok(u),
             AuthState::Anonymous => Err(AppError::Unauthenticated("sign in first")),
             AuthState::Invalid => Err(AppError::Unauthenticated("invalid or expired token")),
+            AuthState::Unchecked => Err(AppError::internal(
+                "the sign-in could not be checked (the database did not answer)",
+            )),
         }
     }
 }

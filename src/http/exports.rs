@@ -263,6 +263,13 @@ async fn export(
         AuthState::User(_) => {
             return error_body(StatusCode::FORBIDDEN, "FORBIDDEN", "admins only");
         }
+        AuthState::Unchecked => {
+            return error_body(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "INTERNAL_SERVER_ERROR",
+                "internal error",
+            );
+        }
         _ => {
             let mut r = error_body(
                 StatusCode::UNAUTHORIZED,

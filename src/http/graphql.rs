@@ -63,7 +63,7 @@ pub async fn auth_state(state: &crate::state::AppState, headers: &HeaderMap) -> 
         Err(crate::error::AppError::Unauthenticated(_)) => AuthState::Invalid,
         Err(err) => {
             tracing::error!(error = ?err, "authentication failed internally");
-            AuthState::Invalid
+            AuthState::Unchecked
         }
     }
 }

@@ -339,3 +339,19 @@ async fn sqlite_runs_in_wal_mode_with_foreign_keys() {
     assert_eq!(one("PRAGMA foreign_keys").await, "1");
     assert!(one("PRAGMA busy_timeout").await.parse::<i64>().unwrap() >= 1000);
 }
+
+/// A token that cannot be checked because the database is down is not
+/// "invalid": the app must not sign its user out over an outage.
+#[tokio::test]
+async fn a_sign_in_that_cannot_be_checked_is_an_internal_error_not_unauthenticated() {
+    let app = spawn_app().await;
+    let token = app
+        .register("parent@example.com", "CONSUMER", Some("US"))
+        .await["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.state.domain.db.clone().close().await.unwrap();
+    let v = app.gql_as(Some(&token), "{ me { id } }", json!({})).await;
+    assert_eq!(code(&v), Some("INTERNAL_SERVER_ERROR"), "{v}");
+}

@@ -23,6 +23,7 @@ use crate::domain::review::ReviewCache;
 use crate::domain::{DomainCtx, Policy};
 use crate::events::InProcessBus;
 use crate::integrations::dev_payments::DevPaymentProvider;
+use crate::integrations::redis::{RedisBus, RedisLink, RedisRateLimiter};
 use crate::integrations::resend::{LogMailer, ResendMailer};
 use crate::integrations::stripe::StripeProvider;
 use crate::metrics::Metrics;
@@ -46,9 +47,39 @@ pub enum StartError {
 
 pub async fn connect_and_migrate(settings: &Settings) -> Result<DatabaseConnection, StartError> {
     let db = crate::db::connect(&settings.database_url, settings.database_max_connections).await?;
-    migration::Migrator::up(&db, None).await?;
+    migrate(&db).await?;
     Ok(db)
 }
+
+/// Runs pending migrations. On PostgreSQL instances starting together take
+/// turns under an advisory lock: one migrates, the others wait and then
+/// find nothing to do. (SQLite is one file for one process.)
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), StartError> {
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        migration::Migrator::up(db, None).await?;
+        return Ok(());
+    }
+    // The lock belongs to one session: hold one connection for it.
+    let mut lock = db
+        .get_postgres_connection_pool()
+        .acquire()
+        .await
+        .map_err(|e| StartError::Other(format!("database: {e}")))?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *lock)
+        .await
+        .map_err(|e| StartError::Other(format!("database: {e}")))?;
+    let result = migration::Migrator::up(db, None).await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *lock)
+        .await;
+    Ok(result?)
+}
+
+/// The advisory lock migrations run under (any constant; "maestro" in ASCII).
+const MIGRATION_LOCK: i64 = 0x006d_6165_7374_726f;
 
 /// The payment provider for these settings: Stripe when its key is set
 /// (in development too), otherwise the development provider
@@ -102,8 +133,27 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
     let reference = ReferenceData::load(&db)
         .await
         .map_err(|e| StartError::Other(e.message()))?;
-    let limiter: Arc<dyn RateLimiter> =
-        Arc::new(InMemoryRateLimiter::new(|b| settings.budget_of(b)));
+    let (stop, _) = watch::channel(false);
+    // With Redis, limits and live updates are shared by every instance.
+    let redis = match &settings.redis_url {
+        Some(url) => Some(
+            RedisLink::start(&String::from_utf8_lossy(url.expose()), stop.subscribe())
+                .map_err(StartError::Other)?,
+        ),
+        None => None,
+    };
+    let (limiter, events): (Arc<dyn RateLimiter>, Arc<dyn crate::events::EventBus>) = match &redis {
+        Some(link) => (
+            Arc::new(RedisRateLimiter::new(link.clone(), |b| {
+                settings.budget_of(b)
+            })),
+            RedisBus::start(link.clone(), db.clone(), stop.subscribe()),
+        ),
+        None => (
+            Arc::new(InMemoryRateLimiter::new(|b| settings.budget_of(b))),
+            Arc::new(InProcessBus::new()),
+        ),
+    };
     let payments = payment_provider(&settings)?;
     let (mailer, dev_mailbox) = mailer(&settings)?;
     let templates = Arc::new(crate::email::Templates::new().map_err(StartError::Other)?);
@@ -126,7 +176,7 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
         listings: Arc::new(ListingIndex::new(reference.clone())),
         reference,
         payments,
-        events: Arc::new(InProcessBus::new()),
+        events,
         policy: Arc::new(policy),
         revocations: Arc::default(),
         mailer,
@@ -146,8 +196,8 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
         statements,
         review_cache: ReviewCache::default(),
         dev_mailbox,
+        redis,
     };
-    let (stop, _) = watch::channel(false);
     let schema = crate::graphql::build_schema(state.clone());
     let router = crate::http::router::router(state.clone(), schema, stop.subscribe());
     Ok(App {
@@ -194,8 +244,19 @@ pub async fn serve(
     let limits = app.state.settings.limits.clone();
     let result = crate::http::server::serve(listener, app.router, &limits, shutdown).await;
     let _ = app.stop.send(true);
-    if let Some(ops) = ops {
-        let _ = ops.await;
+    // Each socket sends its 1012 close frame now; let them go out before
+    // the process exits (a frame still queued would be lost: 1006).
+    let closing = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while app.state.metrics.websockets_open() > 0 && tokio::time::Instant::now() < closing {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // A scraper's half-sent request never holds the exit up for long.
+    if let Some(ops) = ops
+        && tokio::time::timeout(std::time::Duration::from_secs(5), ops)
+            .await
+            .is_err()
+    {
+        tracing::warn!("the metrics listener did not stop in 5 s; leaving it");
     }
     for job in jobs {
         let _ = job.await;

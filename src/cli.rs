@@ -5,7 +5,6 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use migration::MigratorTrait;
 
 use crate::config::{LogFormat, Settings, SettingsArgs};
 
@@ -91,7 +90,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             let db = crate::db::connect(&settings.database_url, 2)
                 .await
                 .map_err(|e| format!("database: {e}"))?;
-            migration::Migrator::up(&db, None)
+            crate::app::migrate(&db)
                 .await
                 .map_err(|e| format!("migration failed: {e}"))?;
             println!("migrations applied");

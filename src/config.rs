@@ -173,6 +173,10 @@ pub struct SettingsArgs {
     /// `Authorization: Bearer <token>` (at least 32 characters).
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true, global = true)]
     pub metrics_token: Option<String>,
+    /// Shared rate limits and live updates for several instances, e.g.
+    /// `redis://127.0.0.1:6379`. Unset: both stay in this process.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
+    pub redis_url: Option<String>,
     /// Internal errors go to this Sentry (or compatible) project.
     #[arg(long, env = "SENTRY_DSN", hide_env_values = true, global = true)]
     pub sentry_dsn: Option<String>,
@@ -400,6 +404,8 @@ pub struct Settings {
     pub metrics_addr: Option<SocketAddr>,
     pub metrics_token: Option<Secret>,
     pub sentry_dsn: Option<Secret>,
+    /// May hold a password, so it is kept like a secret.
+    pub redis_url: Option<Secret>,
     pub limits: Limits,
 }
 
@@ -810,6 +816,12 @@ impl Settings {
         if args.metrics_addr.is_some_and(|a| a == bind_addr) {
             problems.push("METRICS_ADDR must differ from BIND_ADDR".into());
         }
+        let redis_url = secret(args.redis_url);
+        if let Some(url) = &redis_url
+            && redis::Client::open(String::from_utf8_lossy(url.expose()).as_ref()).is_err()
+        {
+            problems.push("REDIS_URL is not a redis:// or rediss:// URL".into());
+        }
         let sentry_dsn = secret(args.sentry_dsn);
         if let Some(dsn) = &sentry_dsn
             && String::from_utf8_lossy(dsn.expose())
@@ -853,6 +865,7 @@ impl Settings {
             metrics_addr: args.metrics_addr,
             metrics_token,
             sentry_dsn,
+            redis_url,
             limits,
         })
     }

@@ -2,22 +2,73 @@
 //! transaction that caused them commits. The in-process bus is a bounded
 //! broadcast: a slow subscriber skips what it missed (and gets the latest
 //! state with the next event) instead of slowing bookings or growing memory.
-//! A Redis implementation of [`EventBus`] lets several instances share events.
+//! The Redis implementation of [`EventBus`] (`integrations::redis`) lets
+//! several instances share events.
 
 use tokio::sync::broadcast;
 
 use entity::bookings;
 
-/// A booking as it is right after a change.
+/// A booking as it is right after a change: who may see it and its new
+/// status, and the committed row when the change was made in this process.
+/// An event from another instance (through Redis) carries no row; the
+/// subscription reads it again, so it shows the latest state.
 #[derive(Debug, Clone)]
 pub struct BookingEvent {
-    pub booking: bookings::Model,
+    pub booking_id: String,
+    pub consumer_id: String,
+    pub coach_user_id: String,
+    pub status: String,
+    pub booking: Option<std::sync::Arc<bookings::Model>>,
+}
+
+/// A [`BookingEvent`] as it travels between instances: small, with no row.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WireEvent {
+    /// The instance that published it (it has delivered it locally already).
+    pub origin: String,
+    pub booking_id: String,
+    pub consumer_id: String,
+    pub coach_user_id: String,
+    pub status: String,
 }
 
 impl BookingEvent {
+    pub fn of(booking: bookings::Model) -> Self {
+        BookingEvent {
+            booking_id: booking.id.clone(),
+            consumer_id: booking.consumer_id.clone(),
+            coach_user_id: booking.coach_user_id.clone(),
+            status: booking.status.clone(),
+            booking: Some(std::sync::Arc::new(booking)),
+        }
+    }
+
     /// Only participants ever receive a booking's events.
     pub fn is_participant(&self, user_id: &str) -> bool {
-        self.booking.consumer_id == user_id || self.booking.coach_user_id == user_id
+        self.consumer_id == user_id || self.coach_user_id == user_id
+    }
+
+    pub fn wire(&self, origin: &str) -> WireEvent {
+        WireEvent {
+            origin: origin.to_string(),
+            booking_id: self.booking_id.clone(),
+            consumer_id: self.consumer_id.clone(),
+            coach_user_id: self.coach_user_id.clone(),
+            status: self.status.clone(),
+        }
+    }
+}
+
+impl From<WireEvent> for BookingEvent {
+    fn from(w: WireEvent) -> Self {
+        BookingEvent {
+            booking_id: w.booking_id,
+            consumer_id: w.consumer_id,
+            coach_user_id: w.coach_user_id,
+            status: w.status,
+            booking: None,
+        }
     }
 }
 

@@ -73,6 +73,8 @@ pub struct Metrics {
     webhooks: IntCounterVec,
     emails: IntCounterVec,
     outbox: IntGaugeVec,
+    limits_shared: IntGauge,
+    limit_fallbacks: IntCounter,
     known_operations: HashSet<String>,
     other_operations: Mutex<HashSet<String>>,
     /// One scrape at a time: counters read from elsewhere are brought up
@@ -182,6 +184,15 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::GIT_REVISION])
             .set(1);
         activity.register(&registry)?;
+        let limits_shared = gauge(
+            "rate_limits_shared",
+            "1 while rate limits are shared through Redis, 0 while this instance counts alone (REDIS_URL set)",
+        )?;
+        let limit_fallbacks = IntCounter::new(
+            "rate_limit_fallbacks_total",
+            "Rate-limit attempts counted in this instance's memory because Redis did not answer",
+        )?;
+        registry.register(Box::new(limit_fallbacks.clone()))?;
         Ok(Metrics {
             registry,
             http_requests,
@@ -199,6 +210,8 @@ impl Metrics {
             webhooks,
             emails,
             outbox,
+            limits_shared,
+            limit_fallbacks,
             known_operations: operation_names(KNOWN_OPERATIONS),
             other_operations: Mutex::new(HashSet::new()),
             scrape: tokio::sync::Mutex::new(()),
@@ -245,6 +258,11 @@ impl Metrics {
         GaugeGuard::up(self.websockets.clone(), 1)
     }
 
+    /// WebSockets still open (each closes itself once shutdown begins).
+    pub fn websockets_open(&self) -> i64 {
+        self.websockets.get()
+    }
+
     /// The gauge of running subscriptions.
     pub fn subscriptions(&self) -> &IntGauge {
         &self.subscriptions
@@ -282,6 +300,13 @@ impl Metrics {
         self.latency
             .with_label_values(&[label.as_str()])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Whether rate limits are shared through Redis right now, and how many
+    /// attempts this instance counted in memory instead.
+    pub fn set_shared_limits(&self, shared: bool, fallbacks: u64) {
+        self.limits_shared.set(i64::from(shared));
+        catch_up(&self.limit_fallbacks, fallbacks);
     }
 
     /// The outbox's rows by status, as read at scrape time.

@@ -194,6 +194,11 @@ pub trait RateLimiter: Send + Sync {
     async fn hit(&self, bucket: Bucket, key: &str) -> Result<(), Duration>;
     /// Forgets idle keys so memory stays bounded.
     fn sweep(&self) {}
+    /// For a shared store: whether it answers now, and how many attempts
+    /// were counted in this instance's memory instead.
+    fn shared_state(&self) -> Option<(bool, u64)> {
+        None
+    }
 }
 
 /// GCRA limiters from `governor`, one keyed limiter per bucket: the whole

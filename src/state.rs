@@ -29,4 +29,6 @@ pub struct AppState {
     /// Development without an email key: the emails the server "sent",
     /// for `GET /dev/emails`.
     pub dev_mailbox: Option<Arc<LogMailer>>,
+    /// Redis, when several instances share limits and events.
+    pub redis: Option<Arc<crate::integrations::redis::RedisLink>>,
 }

@@ -22,6 +22,7 @@ pub mod action {
     pub const COACH_APPROVED: &str = "coach.approved";
     pub const COACH_REJECTED: &str = "coach.rejected";
     pub const USER_SUSPENDED: &str = "user.suspended";
+    pub const HOLD_EXPIRED: &str = "hold.expired";
     pub const BOOKING_CREATED: &str = "booking.created";
     pub const BOOKING_CONFIRMED: &str = "booking.confirmed";
     pub const BOOKING_CANCELLED: &str = "booking.cancelled";

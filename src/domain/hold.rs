@@ -271,16 +271,27 @@ pub async fn release_hold(ctx: &DomainCtx, user: &CurrentUser, hold_id: &str) ->
 /// time was already free by the clock; this brings the records in line).
 pub async fn expire_lapsed(ctx: &DomainCtx, now: DateTime<Utc>) -> AppResult<usize> {
     let uow = UnitOfWork::begin(ctx).await?;
-    let changed = holds::Entity::update_many()
+    // Conditional on the status: of two instances sweeping at once, each
+    // hold is expired (and audited) by the one whose update took it.
+    let expired = holds::Entity::update_many()
         .col_expr(
             holds::Column::Status,
             Expr::value(HoldStatus::Expired.as_str()),
         )
         .filter(holds::Column::Status.eq(HoldStatus::Active.as_str()))
         .filter(holds::Column::ExpiresAt.lte(now))
-        .exec(uow.db())
-        .await?
-        .rows_affected as usize;
+        .exec_with_returning(uow.db())
+        .await?;
+    for h in &expired {
+        uow.audit(crate::domain::audit::Entry {
+            action: crate::domain::audit::action::HOLD_EXPIRED,
+            target_type: Some("hold"),
+            target_id: Some(&h.id),
+            ..Default::default()
+        })
+        .await?;
+    }
+    let changed = expired.len();
     reservations::Entity::update_many()
         .col_expr(reservations::Column::Active, Expr::value(false))
         .filter(reservations::Column::Active.eq(true))

@@ -169,7 +169,7 @@ impl UnitOfWork {
             Listings::All => ctx.listings.invalidate(),
         }
         for booking in effects.events {
-            ctx.events.publish(BookingEvent { booking });
+            ctx.events.publish(BookingEvent::of(booking));
         }
         if effects.emails {
             ctx.outbox_wake.notify_one();
@@ -312,7 +312,7 @@ mod tests {
         assert!(events.try_recv().is_err());
         assert!(!ctx.listings.has_pending_changes());
         uow.commit().await.unwrap();
-        assert_eq!(events.try_recv().unwrap().booking.id, "b1");
+        assert_eq!(events.try_recv().unwrap().booking_id, "b1");
         assert!(ctx.listings.has_pending_changes());
         assert_eq!(audit_rows(&ctx).await, 1);
         // The connection is free again: the transaction really ended.

@@ -509,17 +509,33 @@ impl BookingSubscription {
             domain::get_for(&state.domain.db, &user, id).await?;
         }
         let rx = state.domain.events.subscribe();
+        let db = state.domain.db.clone();
         let only = booking_id.map(|i| i.0);
         Ok(futures_util::stream::unfold(rx, move |mut rx| {
             let user = user.clone();
             let only = only.clone();
+            let db = db.clone();
             async move {
                 loop {
                     match rx.recv().await {
                         Ok(event) => {
-                            let wanted = only.as_deref().is_none_or(|id| event.booking.id == id);
-                            if wanted && event.is_participant(&user.id) {
-                                return Some((Booking(event.booking), rx));
+                            let wanted = only.as_deref().is_none_or(|id| event.booking_id == id);
+                            if !(wanted && event.is_participant(&user.id)) {
+                                continue;
+                            }
+                            let row = match event.booking {
+                                Some(row) => Some(std::sync::Arc::unwrap_or_clone(row)),
+                                // Changed on another instance: read it as it is now.
+                                None => entity::bookings::Entity::find_by_id(event.booking_id)
+                                    .one(&db)
+                                    .await
+                                    .unwrap_or_else(|e| {
+                                        tracing::warn!(error = ?e, "a booking event could not be read");
+                                        None
+                                    }),
+                            };
+                            if let Some(row) = row {
+                                return Some((Booking(row), rx));
                             }
                         }
                         // Fell behind: skip ahead; the next event carries the latest state.

@@ -21,21 +21,42 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 /// The database answers within two seconds; otherwise 503 so a load
-/// balancer takes this instance out of rotation.
+/// balancer takes this instance out of rotation. Redis, when configured,
+/// is reported (`"redis": "degraded"` while it does not answer) but never
+/// fails readiness: every instance would leave the balancer at once,
+/// while each can serve with its own limits and local events.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let ok = matches!(
-        tokio::time::timeout(Duration::from_secs(2), state.domain.db.ping()).await,
-        Ok(Ok(()))
-    );
-    let (status, body) = if ok {
-        (StatusCode::OK, r#"{"status":"ready"}"#)
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            r#"{"status":"database unavailable"}"#,
+    let db = async {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), state.domain.db.ping()).await,
+            Ok(Ok(()))
         )
     };
-    (status, [(header::CONTENT_TYPE, "application/json")], body)
+    let redis = async {
+        match &state.redis {
+            Some(link) => Some(link.ping().await),
+            None => None,
+        }
+    };
+    let (ok, redis) = tokio::join!(db, redis);
+    let mut body = if ok {
+        serde_json::json!({ "status": "ready" })
+    } else {
+        serde_json::json!({ "status": "database unavailable" })
+    };
+    if let Some(up) = redis {
+        body["redis"] = if up { "ok" } else { "degraded" }.into();
+    }
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
 }
 
 /// `/metrics` on the main port: only with `METRICS_TOKEN` as a bearer
@@ -77,6 +98,9 @@ async fn scrape(state: &AppState) -> Response {
     match crate::domain::outbox::count_by_status(&state.domain.db).await {
         Ok(counts) => state.metrics.set_outbox(&counts),
         Err(e) => tracing::warn!(error = ?e, "outbox figures unavailable for /metrics"),
+    }
+    if let Some((shared, fallbacks)) = state.limiter.shared_state() {
+        state.metrics.set_shared_limits(shared, fallbacks);
     }
     let text = state
         .metrics

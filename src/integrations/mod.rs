@@ -3,5 +3,6 @@
 //! development), and later the email service.
 
 pub mod dev_payments;
+pub mod redis;
 pub mod resend;
 pub mod stripe;

@@ -71,6 +71,7 @@ pub fn default_args(database_url: &str) -> SettingsArgs {
         metrics_addr: None,
         metrics_token: None,
         sentry_dsn: None,
+        redis_url: None,
         limits: maestro_hub::config::LimitArgs::defaults(),
     }
 }

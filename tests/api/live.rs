@@ -57,7 +57,7 @@ pub async fn next_json(ws: &mut Ws, wait: Duration) -> Option<Value> {
     }
 }
 
-async fn statuses(ws: &mut Ws, wait: Duration) -> Vec<String> {
+pub async fn statuses(ws: &mut Ws, wait: Duration) -> Vec<String> {
     let mut out = Vec::new();
     while let Some(v) = next_json(ws, wait).await {
         if v["type"] == "next" {

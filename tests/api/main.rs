@@ -19,6 +19,7 @@ mod field_limits;
 mod hardening;
 mod helpers;
 mod http;
+mod instances;
 mod limits;
 mod live;
 mod metrics;

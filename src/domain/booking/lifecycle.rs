@@ -170,9 +170,8 @@ pub async fn book_hold(
         match payment::start_checkout(&ctx, payment.clone(), terms).await {
             Ok(payment) => {
                 // Announced once there is something to pay.
-                ctx.events.publish(crate::events::BookingEvent {
-                    booking: booking.clone(),
-                });
+                ctx.events
+                    .publish(crate::events::BookingEvent::of(booking.clone()));
                 Ok((booking, Some(payment)))
             }
             Err(e) => {
@@ -486,7 +485,7 @@ pub async fn reopen_checkouts(ctx: &DomainCtx, now: DateTime<Utc>) -> AppResult<
         let profile = coach::get(&ctx.db, &booking.coach_id).await?;
         match payment::start_checkout(ctx, p, checkout_terms(&booking, &profile)).await {
             Ok(_) => {
-                ctx.events.publish(crate::events::BookingEvent { booking });
+                ctx.events.publish(crate::events::BookingEvent::of(booking));
                 opened += 1
             }
             Err(e) => {

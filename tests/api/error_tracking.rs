@@ -2,7 +2,6 @@
 //! tagged with the request id and operation name, and carries no personal
 //! data.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,22 +38,7 @@ async fn an_internal_error_is_reported_without_personal_data() {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("app.db").display());
     let email = "admin.person@example.com";
     let password = format!("Tracking-{}-A1!", random_secret());
-    let mut admin = Command::new(env!("CARGO_BIN_EXE_maestro-hub"))
-        .args(["create-admin", "--email", email, "--password-stdin"])
-        .env_clear()
-        .env("DATABASE_URL", &url)
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    admin
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(password.as_bytes())
-        .unwrap();
-    assert!(admin.wait().unwrap().success());
+    crate::helpers::create_admin_with_binary(&url, email, &password);
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_maestro-hub"))
         .arg("serve")

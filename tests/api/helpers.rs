@@ -464,3 +464,25 @@ pub fn roomy_field_limits(a: &mut SettingsArgs) {
         *budget = 10_000;
     }
 }
+
+/// `create-admin` through the real binary, with the password on stdin.
+pub fn create_admin_with_binary(database_url: &str, email: &str, password: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut admin = Command::new(env!("CARGO_BIN_EXE_maestro-hub"))
+        .args(["create-admin", "--email", email, "--password-stdin"])
+        .env_clear()
+        .env("DATABASE_URL", database_url)
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    admin
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    assert!(admin.wait().unwrap().success());
+}

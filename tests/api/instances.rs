@@ -94,33 +94,25 @@ async fn pair(
 }
 
 async fn metric(app: &TestApp, series: &str) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
+    crate::metrics::value(&crate::metrics::scrape(app).await, series)
+}
+
+async fn ready(app: &TestApp) -> Value {
+    app.client
+        .get(app.url("/readyz"))
         .send()
         .await
         .unwrap()
-        .text()
+        .json()
         .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map_or(-1.0, |v| v.trim().parse().unwrap())
+        .unwrap()
 }
 
 /// Waits until the instance reaches Redis (readiness says so).
 async fn wait_shared(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let r: Value = app
-            .client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = ready(app).await;
         if r["redis"] == "ok" {
             return;
         }
@@ -363,15 +355,7 @@ async fn without_redis_limits_stay_per_instance_and_local_events_flow() {
     );
     assert!(metric(&a, "maestro_rate_limit_fallbacks_total").await >= 6.0);
     assert_eq!(metric(&a, "maestro_rate_limits_shared").await, 0.0);
-    let ready: Value = a
-        .client
-        .get(a.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = ready(&a).await;
     assert_eq!(
         ready["status"], "ready",
         "Redis down keeps the instance in rotation"

@@ -10,14 +10,14 @@ use crate::bookings::{CANCEL, confirmed, consumer, day_slot, hold, open_coach};
 use crate::helpers::{TestApp, free_port, random_secret, spawn_app, spawn_app_with};
 use crate::live::{close_code, subscribe};
 
-async fn scrape(app: &TestApp) -> String {
+pub async fn scrape(app: &TestApp) -> String {
     let res = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     res.text().await.unwrap()
 }
 
 /// The value of one series (0 when it is not there yet).
-fn value(text: &str, series: &str) -> f64 {
+pub fn value(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .map_or(0.0, |v| v.trim().parse().unwrap())

@@ -121,27 +121,7 @@ async fn no_background_task_outlives_shutdown() {
 /// password.
 fn start_binary(url: &str, extra: &[(&str, String)]) -> (std::process::Child, u16, String) {
     let password = format!("Shutdown-{}-A1!", crate::helpers::random_secret());
-    let mut admin = Command::new(env!("CARGO_BIN_EXE_maestro-hub"))
-        .args([
-            "create-admin",
-            "--email",
-            "admin@example.com",
-            "--password-stdin",
-        ])
-        .env_clear()
-        .env("DATABASE_URL", url)
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    admin
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(password.as_bytes())
-        .unwrap();
-    assert!(admin.wait().unwrap().success());
+    crate::helpers::create_admin_with_binary(url, "admin@example.com", &password);
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_maestro-hub"));
     cmd.arg("serve")

@@ -47,34 +47,33 @@ pub enum StartError {
 
 pub async fn connect_and_migrate(settings: &Settings) -> Result<DatabaseConnection, StartError> {
     let db = crate::db::connect(&settings.database_url, settings.database_max_connections).await?;
-    migrate(&db).await?;
+    migrate(&db, &settings.database_url).await?;
     Ok(db)
 }
 
 /// Runs pending migrations. On PostgreSQL instances starting together take
 /// turns under an advisory lock: one migrates, the others wait and then
 /// find nothing to do. (SQLite is one file for one process.)
-pub async fn migrate(db: &DatabaseConnection) -> Result<(), StartError> {
+pub async fn migrate(db: &DatabaseConnection, database_url: &str) -> Result<(), StartError> {
+    use sqlx::Connection;
     if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
         migration::Migrator::up(db, None).await?;
         return Ok(());
     }
-    // The lock belongs to one session: hold one connection for it.
-    let mut lock = db
-        .get_postgres_connection_pool()
-        .acquire()
+    // The lock belongs to one session: a connection of its own, outside the
+    // pool (which the migrations use, whatever its size); closing it
+    // releases the lock whatever happens.
+    let database = |e: sqlx::Error| StartError::Other(format!("database: {e}"));
+    let mut lock = sqlx::PgConnection::connect(database_url)
         .await
-        .map_err(|e| StartError::Other(format!("database: {e}")))?;
+        .map_err(database)?;
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(MIGRATION_LOCK)
-        .execute(&mut *lock)
+        .execute(&mut lock)
         .await
-        .map_err(|e| StartError::Other(format!("database: {e}")))?;
+        .map_err(database)?;
     let result = migration::Migrator::up(db, None).await;
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(MIGRATION_LOCK)
-        .execute(&mut *lock)
-        .await;
+    let _ = lock.close().await;
     Ok(result?)
 }
 

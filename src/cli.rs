@@ -90,7 +90,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             let db = crate::db::connect(&settings.database_url, 2)
                 .await
                 .map_err(|e| format!("database: {e}"))?;
-            crate::app::migrate(&db)
+            crate::app::migrate(&db, &settings.database_url)
                 .await
                 .map_err(|e| format!("migration failed: {e}"))?;
             println!("migrations applied");

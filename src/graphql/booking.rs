@@ -534,7 +534,10 @@ impl BookingSubscription {
                                         None
                                     }),
                             };
-                            if let Some(row) = row {
+                            // Who may see it is the row's, whatever the event says.
+                            if let Some(row) = row
+                                && (row.consumer_id == user.id || row.coach_user_id == user.id)
+                            {
                                 return Some((Booking(row), rx));
                             }
                         }

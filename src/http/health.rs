@@ -34,7 +34,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     };
     let redis = async {
         match &state.redis {
-            Some(link) => Some(link.ping().await),
+            Some(link) => Some(link.healthy().await),
             None => None,
         }
     };

@@ -46,7 +46,14 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 pub struct RedisLink {
     client: redis::Client,
     manager: RwLock<Option<ConnectionManager>>,
+    /// Whether other instances' booking events are being received (the
+    /// pub/sub connection is subscribed and answered its last ping).
+    receiving: AtomicBool,
 }
+
+/// How often the pub/sub connection is pinged: a connection dropped
+/// silently (an idle timeout in the network) is found within this.
+const PUBSUB_PING: Duration = Duration::from_secs(10);
 
 impl RedisLink {
     /// Connects in the background (retrying every second until it
@@ -56,6 +63,7 @@ impl RedisLink {
         let link = Arc::new(RedisLink {
             client: client.clone(),
             manager: RwLock::new(None),
+            receiving: AtomicBool::new(false),
         });
         let filled = link.clone();
         tokio::spawn(async move {
@@ -79,7 +87,11 @@ impl RedisLink {
                         }
                         other => {
                             if !logged {
-                                tracing::warn!(error = ?other.err().map(|_| "timed out"), "Redis does not answer yet; limits stay per instance until it does");
+                                let why = match other {
+                                    Ok(Err(e)) => e.to_string(),
+                                    _ => "timed out".to_string(),
+                                };
+                                tracing::warn!(error = %why, "Redis does not answer yet; limits stay per instance until it does");
                                 logged = true;
                             }
                         }
@@ -102,7 +114,13 @@ impl RedisLink {
             .clone()
     }
 
-    /// Whether Redis answers a PING now (for `/readyz`).
+    /// Whether Redis answers a PING now and other instances' events are
+    /// being received (for `/readyz`).
+    pub async fn healthy(&self) -> bool {
+        self.receiving.load(Ordering::Relaxed) && self.ping().await
+    }
+
+    /// Whether Redis answers a PING now.
     pub async fn ping(&self) -> bool {
         let Some(mut c) = self.connection() else {
             return false;
@@ -242,7 +260,7 @@ impl RateLimiter for RedisRateLimiter {
 
     fn shared_state(&self) -> Option<(bool, u64)> {
         Some((
-            !self.degraded.load(Ordering::Relaxed),
+            self.link.connection().is_some() && !self.degraded.load(Ordering::Relaxed),
             self.fallbacks.load(Ordering::Relaxed),
         ))
     }
@@ -253,6 +271,8 @@ pub struct RedisBus {
     local: Arc<InProcessBus>,
     outgoing: mpsc::Sender<String>,
     origin: String,
+    /// The outgoing queue overflowed (said once until it drains).
+    overflowing: AtomicBool,
 }
 
 /// Events waiting to be published; past this a burst is dropped for other
@@ -276,16 +296,21 @@ impl RedisBus {
             local,
             outgoing,
             origin,
+            overflowing: AtomicBool::new(false),
         })
     }
 }
 
 impl EventBus for RedisBus {
     fn publish(&self, event: BookingEvent) {
-        if let Ok(text) = serde_json::to_string(&event.wire(&self.origin))
-            && self.outgoing.try_send(text).is_err()
-        {
-            tracing::warn!("booking events pile up for Redis; one was not shared");
+        if let Ok(text) = serde_json::to_string(&event.wire(&self.origin)) {
+            if self.outgoing.try_send(text).is_err() {
+                if !self.overflowing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("booking events pile up for Redis; some are not shared");
+                }
+            } else {
+                self.overflowing.store(false, Ordering::Relaxed);
+            }
         }
         self.local.publish(event);
     }
@@ -300,11 +325,18 @@ async fn publish(
     mut rx: mpsc::Receiver<String>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut resting_until: Option<Instant> = None;
     loop {
         let text = tokio::select! {
             m = rx.recv() => match m { Some(t) => t, None => return },
             _ = stop.changed() => return,
         };
+        // After a failure, events are dropped at once for a second rather
+        // than each waiting out a timeout (other instances' subscribers
+        // get the latest state with the next one).
+        if resting_until.is_some_and(|t| Instant::now() < t) {
+            continue;
+        }
         let Some(mut conn) = link.connection() else {
             continue;
         };
@@ -312,9 +344,21 @@ async fn publish(
         cmd.arg(CHANNEL).arg(text);
         let sent = cmd.query_async::<i64>(&mut conn);
         match tokio::time::timeout(TIMEOUT, sent).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::debug!(error = %e, "a booking event was not shared"),
-            Err(_) => tracing::debug!("a booking event was not shared: Redis timed out"),
+            Ok(Ok(_)) => {
+                if resting_until.take().is_some() {
+                    tracing::info!("sharing booking events through Redis again");
+                }
+            }
+            failed => {
+                if resting_until.is_none() {
+                    let why = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "timed out".into(),
+                    };
+                    tracing::warn!(error = %why, "booking events are not reaching other instances");
+                }
+                resting_until = Some(Instant::now() + RETRY_AFTER);
+            }
         }
     }
 }
@@ -327,6 +371,9 @@ async fn receive(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut logged = false;
+    // The last state delivered per booking: a remote event's row is read
+    // as it is now, so two quick changes could otherwise show one twice.
+    let mut delivered: HashMap<String, (String, chrono::DateTime<chrono::Utc>)> = HashMap::new();
     loop {
         let opened = async {
             let mut pubsub = link.client.get_async_pubsub().await?;
@@ -342,39 +389,61 @@ async fn receive(
                 tracing::info!("receiving other instances' booking events again");
             }
             logged = false;
-            let mut messages = pubsub.into_on_message();
+            link.receiving.store(true, Ordering::Relaxed);
+            let (mut sink, mut messages) = pubsub.split();
+            let mut ping = tokio::time::interval(PUBSUB_PING);
+            ping.tick().await;
             loop {
                 let msg = tokio::select! {
                     m = messages.next() => m,
+                    _ = ping.tick() => {
+                        // A connection dropped silently never ends the
+                        // stream: ask it to answer.
+                        let answered = tokio::time::timeout(Duration::from_secs(3), sink.ping::<String>()).await;
+                        if matches!(answered, Ok(Ok(_))) {
+                            continue;
+                        }
+                        break;
+                    }
                     _ = stop.changed() => return,
                 };
                 let Some(msg) = msg else { break };
                 let Ok(text) = msg.get_payload::<String>() else {
                     continue;
                 };
-                match serde_json::from_str::<WireEvent>(&text) {
-                    Ok(w) if w.origin != origin => {
-                        let mut event = BookingEvent::from(w);
-                        // Read once here, in order, rather than by every subscriber.
-                        match bookings::Entity::find_by_id(event.booking_id.clone())
-                            .one(&db)
-                            .await
-                        {
-                            Ok(Some(row)) => event.booking = Some(Arc::new(row)),
-                            Ok(None) => continue,
-                            Err(e) => {
-                                tracing::warn!(error = ?e, "a remote booking event could not be read; subscribers read it themselves")
-                            }
-                        }
-                        local.publish(event);
-                    }
-                    Ok(_) => {}
+                let wire = match serde_json::from_str::<WireEvent>(&text) {
+                    Ok(w) if w.origin != origin => w,
+                    Ok(_) => continue,
                     Err(e) => {
-                        tracing::warn!(error = %e, "an unreadable booking event on Redis")
+                        tracing::warn!(error = %e, "an unreadable booking event on Redis");
+                        continue;
                     }
+                };
+                // Read once here, in order, rather than by every subscriber;
+                // who may see it comes from the row, never from the message.
+                let row = match bookings::Entity::find_by_id(wire.booking_id.clone())
+                    .one(&db)
+                    .await
+                {
+                    Ok(Some(row)) => row,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "a remote booking event could not be read; its subscribers get the next one");
+                        continue;
+                    }
+                };
+                let state = (row.status.clone(), row.updated_at);
+                if delivered.get(&row.id) == Some(&state) {
+                    continue;
                 }
+                if delivered.len() >= 10_000 {
+                    delivered.clear();
+                }
+                delivered.insert(row.id.clone(), state);
+                local.publish(BookingEvent::of(row));
             }
         }
+        link.receiving.store(false, Ordering::Relaxed);
         if !logged {
             tracing::warn!("not receiving other instances' booking events; reconnecting to Redis");
             logged = true;

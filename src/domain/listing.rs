@@ -40,6 +40,7 @@ pub struct ListingRow {
     pub market_id: String,
     /// Positions in the reference category list.
     pub categories: Vec<u16>,
+    /// The texts search compares, folded (`search::fold`).
     pub display_name: String,
     pub headline: String,
     pub bio: String,
@@ -357,9 +358,9 @@ impl ListingIndex {
                     categories: categories.remove(&r.id).unwrap_or_default(),
                     id: r.id.clone(),
                     market_id: r.market_id.clone(),
-                    display_name: r.display_name.to_lowercase(),
-                    headline: r.headline.to_lowercase(),
-                    bio: r.bio.to_lowercase(),
+                    display_name: crate::domain::search::fold(&r.display_name),
+                    headline: crate::domain::search::fold(&r.headline),
+                    bio: crate::domain::search::fold(&r.bio),
                     hourly_rate_minor: r.hourly_rate_minor,
                     rating_score: r.rating_score,
                     rating_count: i64::from(r.rating_count),

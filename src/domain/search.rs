@@ -39,6 +39,20 @@ pub struct Filter {
     /// Leave out coaches who cannot be paid yet (with a real payment
     /// provider, a coach needs payouts to take bookings).
     pub payouts_required: bool,
+    /// The signed-in caller's market: where a price filter or sort applies
+    /// when `market_code` is not given (prices are never compared across
+    /// currencies).
+    pub caller_market_id: Option<String>,
+}
+
+/// Text as search compares it: lower case, accents and other combining
+/// marks removed (`"Zoë"` and `"zoe"` are the same).
+pub fn fold(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    text.nfd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -104,26 +118,28 @@ fn decode_cursor(raw: &str, sort: Sort) -> AppResult<Cursor> {
 }
 
 /// Where a row stands in a listing: the sort key, compared as a tuple.
-/// Sorts with fewer than two integer keys leave the rest at 0.
+/// Sorts with fewer than three integer keys leave the rest at 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Key<'a>([i64; 2], &'a str);
+struct Key<'a>([i64; 3], &'a str);
 
 /// How many integer keys precede the id in `sort`'s key.
 fn int_keys(sort: Sort) -> usize {
     match sort {
-        Sort::Relevance => 2,
+        Sort::Relevance => 3,
         Sort::Rating | Sort::PriceLow | Sort::PriceHigh => 1,
         Sort::Newest => 0,
     }
 }
 
-fn key_of(sort: Sort, row: &ListingRow, as_of: i64) -> Key<'_> {
+/// RELEVANCE: sponsored first, then how the text matched (see
+/// [`Matcher::text_rank`]), then the damped rating.
+fn key_of(sort: Sort, row: &ListingRow, as_of: i64, text_rank: i64) -> Key<'_> {
     let sponsored = i64::from(row.sponsored_until_s.is_some_and(|u| u > as_of));
     let ints = match sort {
-        Sort::Relevance => [sponsored, row.rating_score],
-        Sort::Rating => [row.rating_score, 0],
-        Sort::PriceLow | Sort::PriceHigh => [row.hourly_rate_minor, 0],
-        Sort::Newest => [0, 0],
+        Sort::Relevance => [sponsored, text_rank, row.rating_score],
+        Sort::Rating => [row.rating_score, 0, 0],
+        Sort::PriceLow | Sort::PriceHigh => [row.hourly_rate_minor, 0, 0],
+        Sort::Newest => [0, 0, 0],
     };
     Key(ints, &row.id)
 }
@@ -138,7 +154,7 @@ fn key_json(sort: Sort, k: &Key) -> Vec<serde_json::Value> {
 
 fn key_from_cursor(c: &Cursor) -> Key<'_> {
     let (last, ints) = c.k.split_last().unwrap_or((&serde_json::Value::Null, &[]));
-    let mut out = [0; 2];
+    let mut out = [0; 3];
     for (slot, v) in out.iter_mut().zip(ints) {
         *slot = v.as_i64().unwrap_or_default();
     }
@@ -170,7 +186,7 @@ pub async fn search(
             .ok_or(AppError::bad_input("after", "bad cursor"))?,
         None => Utc::now(),
     };
-    let matcher = Matcher::new(filter, reference)?;
+    let matcher = Matcher::new(filter, sort, reference)?;
     let snapshot = index.snapshot(db).await?;
     let as_of_s = as_of.timestamp();
     let after_key = cursor.as_ref().map(key_from_cursor);
@@ -179,7 +195,7 @@ pub async fn search(
     let rows = snapshot.candidates(matcher.market_id.as_deref(), matcher.category);
     for row in rows.filter(|r| matcher.matches(r)) {
         total_count += 1;
-        let k = key_of(sort, row, as_of_s);
+        let k = key_of(sort, row, as_of_s, matcher.text_rank(row));
         let beyond = match &after_key {
             None => true,
             Some(a) if ascending(sort) => k > *a,
@@ -234,14 +250,22 @@ struct Matcher {
     market_id: Option<String>,
     category: Option<u16>,
     text: Option<String>,
+    /// Categories whose name or slug holds the text.
+    text_categories: Vec<u16>,
     min_rating_x100: Option<i64>,
     max_rate: Option<i64>,
     payouts_required: bool,
 }
 
 impl Matcher {
-    fn new(filter: &Filter, reference: &ReferenceData) -> AppResult<Self> {
-        let market_id = match filter
+    fn new(filter: &Filter, sort: Sort, reference: &ReferenceData) -> AppResult<Self> {
+        if filter.max_hourly_rate_minor.is_some_and(|m| m <= 0) {
+            return Err(AppError::bad_input(
+                "maxHourlyRateMinor",
+                "must be greater than 0",
+            ));
+        }
+        let mut market_id = match filter
             .market_code
             .as_deref()
             .filter(|c| !c.trim().is_empty())
@@ -255,6 +279,18 @@ impl Matcher {
             ),
             None => None,
         };
+        // Prices are compared within one market's currency only.
+        let priced = filter.max_hourly_rate_minor.is_some()
+            || matches!(sort, Sort::PriceLow | Sort::PriceHigh);
+        if priced && market_id.is_none() {
+            market_id = filter.caller_market_id.clone();
+            if market_id.is_none() {
+                return Err(AppError::bad_input(
+                    "marketCode",
+                    "a price filter or price sort needs a market: prices are in each market's currency",
+                ));
+            }
+        }
         let category = match filter
             .category_slug
             .as_deref()
@@ -283,8 +319,20 @@ impl Matcher {
                     "must not contain control characters",
                 ));
             }
-            Some(q) => Some(q.to_lowercase()),
+            Some(q) => Some(fold(q)),
             None => None,
+        };
+        let text_categories = match &text {
+            Some(t) => reference
+                .categories()
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| {
+                    fold(&c.name).contains(t.as_str()) || fold(&c.slug).contains(t.as_str())
+                })
+                .filter_map(|(i, _)| u16::try_from(i).ok())
+                .collect(),
+            None => Vec::new(),
         };
         let min_rating_x100 = match filter.min_rating {
             Some(min) if !(0.0..=5.0).contains(&min) || min.is_nan() => {
@@ -293,16 +341,11 @@ impl Matcher {
             Some(min) => Some((min * 100.0).round() as i64),
             None => None,
         };
-        if filter.max_hourly_rate_minor.is_some_and(|m| m <= 0) {
-            return Err(AppError::bad_input(
-                "maxHourlyRateMinor",
-                "must be greater than 0",
-            ));
-        }
         Ok(Matcher {
             market_id,
             category,
             text,
+            text_categories,
             min_rating_x100,
             max_rate: filter.max_hourly_rate_minor,
             payouts_required: filter.payouts_required,
@@ -317,18 +360,42 @@ impl Matcher {
             && self.min_rating_x100.is_none_or(|min| {
                 row.rating_count > 0 && row.rating_sum * 100 >= min * row.rating_count
             })
-            // Plain substring search: `%`, `_` and quotes are just characters.
-            && self.text.as_ref().is_none_or(|t| {
-                row.display_name.contains(t.as_str())
-                    || row.headline.contains(t.as_str())
-                    || row.bio.contains(t.as_str())
-            })
+            && self.text_rank(row) != 1
+    }
+
+    /// How the text matched: 3 in the name, headline or a category's name
+    /// or slug, 2 in the bio only, 1 not at all; 0 without a text.
+    /// Plain substring search: `%`, `_` and quotes are just characters.
+    fn text_rank(&self, row: &ListingRow) -> i64 {
+        let Some(t) = self.text.as_deref() else {
+            return 0;
+        };
+        if row.display_name.contains(t)
+            || row.headline.contains(t)
+            || row
+                .categories
+                .iter()
+                .any(|c| self.text_categories.contains(c))
+        {
+            3
+        } else if row.bio.contains(t) {
+            2
+        } else {
+            1
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folding_drops_case_and_accents() {
+        assert_eq!(fold("Zoë Ångström"), "zoe angstrom");
+        assert_eq!(fold("ÉCOLE"), fold("école"));
+        assert_eq!(fold("Łódź"), "łodz");
+    }
 
     #[test]
     fn like_wildcards_are_plain() {

@@ -33,10 +33,18 @@ pub enum CoachStatus {
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
 #[graphql(remote = "crate::domain::search::Sort")]
 pub enum CoachSort {
+    /// Sponsored coaches first, then those whose name, headline or category
+    /// matches the query above those matched in their bio only, then by
+    /// the damped rating (`Coach.ratingScore`).
     #[default]
     Relevance,
+    /// By the damped rating, `Coach.ratingScore`, highest first: the
+    /// average blended with ten imaginary 4.0 reviews, so a single 5-star
+    /// review does not outrank fifty 4.8s.
     Rating,
+    /// Cheapest first, within one market (see `CoachSearchFilter.marketCode`).
     PriceLow,
+    /// Dearest first, within one market.
     PriceHigh,
     Newest,
 }
@@ -242,6 +250,12 @@ impl Coach {
             && domain::visible_to(&self.0, None)
             && (!payouts_required || domain::can_be_paid(&self.0)))
     }
+    /// The damped rating that RATING (and RELEVANCE after sponsorship and
+    /// text) sorts by: visible reviews blended with ten imaginary 4.0s;
+    /// 4.0 without reviews.
+    async fn rating_score(&self) -> f64 {
+        (self.0.rating_score as f64 / 10_000.0).round() / 100.0
+    }
     /// Plain average of visible reviews; null without reviews.
     async fn rating_average(&self) -> Option<f64> {
         (self.0.rating_count > 0).then(|| {
@@ -368,10 +382,16 @@ pub struct CoachProfileInput {
 
 #[derive(InputObject, Default)]
 pub struct CoachSearchFilter {
+    /// Words of the name, headline, bio or a category's name or slug;
+    /// letter case and accents do not matter.
     pub query: Option<String>,
     pub category_slug: Option<String>,
+    /// Without it, a price filter or price sort uses the signed-in
+    /// caller's market, and without either is refused: prices are never
+    /// compared across currencies.
     pub market_code: Option<String>,
     pub min_rating: Option<f64>,
+    /// In the minor unit of the market's currency.
     pub max_hourly_rate_minor: Option<i64>,
 }
 
@@ -473,6 +493,10 @@ impl CoachQuery {
             min_rating: f.min_rating,
             max_hourly_rate_minor: f.max_hourly_rate_minor,
             payouts_required: state.domain.policy.payouts_required,
+            caller_market_id: ctx
+                .current_user()
+                .ok()
+                .and_then(|u| u.user.market_id.clone()),
         };
         let has_previous = after.is_some();
         let mut page = search::search(

@@ -239,7 +239,12 @@ async fn filters() {
         ["Alice Keys"]
     );
     assert_eq!(
-        names(&app, json!({ "maxHourlyRateMinor": 6000 }), "PRICE_LOW").await,
+        names(
+            &app,
+            json!({ "marketCode": "GB", "maxHourlyRateMinor": 6000 }),
+            "PRICE_LOW"
+        )
+        .await,
         ["Alice Keys", "Bob Numbers"]
     );
     assert_eq!(
@@ -247,7 +252,7 @@ async fn filters() {
         ["Alice Keys"]
     );
     assert_eq!(
-        names(&app, json!({ "query": "piano coach" }), "PRICE_LOW").await,
+        names(&app, json!({ "query": "piano coach" }), "RATING").await,
         ["Alice Keys", "Cara 100% Piano"],
         "headline"
     );
@@ -363,11 +368,11 @@ async fn every_sort_and_relevance() {
         ["Fifty 4.8", "One Five", "Newcomer", "Sponsored Low"]
     );
     assert_eq!(
-        names(&app, json!({}), "PRICE_LOW").await,
+        names(&app, json!({ "marketCode": "US" }), "PRICE_LOW").await,
         ["Fifty 4.8", "Sponsored Low", "One Five", "Newcomer"]
     );
     assert_eq!(
-        names(&app, json!({}), "PRICE_HIGH").await,
+        names(&app, json!({ "marketCode": "US" }), "PRICE_HIGH").await,
         ["Newcomer", "One Five", "Sponsored Low", "Fifty 4.8"]
     );
     assert_eq!(
@@ -406,14 +411,16 @@ async fn cursor_paging_neither_skips_nor_repeats_while_data_changes() {
         )
         .await;
     }
+    // Every coach is in the US: the price sorts need a market.
+    let us = json!({ "marketCode": "US" });
     for sort in ["RELEVANCE", "RATING", "PRICE_LOW", "PRICE_HIGH", "NEWEST"] {
-        let expected = names(&app, json!({}), sort).await;
+        let expected = names(&app, us.clone(), sort).await;
         let mut seen: Vec<String> = Vec::new();
         let mut after: Option<String> = None;
         let mut pages = 0;
         loop {
             let v = app
-                .gql(SEARCH, json!({ "s": sort, "n": 2, "a": after }))
+                .gql(SEARCH, json!({ "f": us, "s": sort, "n": 2, "a": after }))
                 .await;
             let conn = &v["data"]["searchCoaches"];
             assert!(conn["totalCount"].as_u64().unwrap() >= 7, "{v}");
@@ -443,12 +450,16 @@ async fn cursor_paging_neither_skips_nor_repeats_while_data_changes() {
     }
 
     // A cursor belongs to its sort.
-    let v = app.gql(SEARCH, json!({ "s": "PRICE_LOW", "n": 1 })).await;
+    let v = app
+        .gql(SEARCH, json!({ "f": us, "s": "PRICE_LOW", "n": 1 }))
+        .await;
     let cursor = v["data"]["searchCoaches"]["pageInfo"]["endCursor"]
         .as_str()
         .unwrap();
     for other in ["PRICE_HIGH", "RATING", "RELEVANCE", "NEWEST"] {
-        let v = app.gql(SEARCH, json!({ "s": other, "a": cursor })).await;
+        let v = app
+            .gql(SEARCH, json!({ "f": us, "s": other, "a": cursor }))
+            .await;
         assert_eq!(
             (code(&v), field(&v)),
             (Some("BAD_USER_INPUT"), Some("after")),
@@ -817,4 +828,198 @@ async fn a_listing_changed_outside_a_resolver_leaves_search_at_once() {
         .await
         .unwrap();
     assert_eq!(names(&app, json!({}), "NEWEST").await, ["Already Listed"]);
+}
+
+/// A text query also finds a category's coaches, ranks name and headline
+/// matches above bio matches, and ignores letter case and accents.
+#[tokio::test]
+async fn text_search_finds_categories_ranks_where_it_matched_and_ignores_accents() {
+    let app = spawn_app().await;
+    let db = &app.state.domain.db;
+    let bio_only = insert(
+        &app,
+        Spec {
+            ratings: vec![5; 20],
+            ..spec("Dana Bio")
+        },
+    )
+    .await;
+    insert(&app, spec("Ezra Piano")).await;
+    let fay = insert(
+        &app,
+        Spec {
+            category: "piano",
+            ..spec("Fay Keys")
+        },
+    )
+    .await;
+    insert(&app, spec("Zoë Lund")).await;
+    // Dana (well rated) mentions the piano only in her bio; her headline
+    // is about maths.
+    db.execute_unprepared(&format!(
+        "UPDATE coach_profiles SET bio = '<p>I also accompany on piano.</p>' WHERE id = '{bio_only}'"
+    ))
+    .await
+    .unwrap();
+    // Fay's own words never say "piano": only her category does.
+    db.execute_unprepared(&format!(
+        "UPDATE coach_profiles SET headline = 'Patient lessons for beginners' WHERE id = '{fay}'"
+    ))
+    .await
+    .unwrap();
+    app.state.domain.listings.invalidate();
+
+    let found = names(&app, json!({ "query": "piano" }), "RELEVANCE").await;
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert_eq!(
+        found.last().map(String::as_str),
+        Some("Dana Bio"),
+        "a bio match ranks below name, headline and category matches, even rated higher: {found:?}"
+    );
+    assert!(
+        found.contains(&"Fay Keys".to_string()),
+        "found through her category: {found:?}"
+    );
+    // The category's slug and name alike, in any case.
+    assert!(
+        names(&app, json!({ "query": "PIANO" }), "NEWEST")
+            .await
+            .contains(&"Fay Keys".to_string())
+    );
+    for q in ["zoe", "ZOË", "Zoe Lund", "zoë"] {
+        assert_eq!(
+            names(&app, json!({ "query": q }), "NEWEST").await,
+            ["Zoë Lund"],
+            "{q}"
+        );
+    }
+}
+
+/// Prices are compared within one currency: a price filter or sort needs a
+/// market, given or the caller's own.
+#[tokio::test]
+async fn prices_are_never_compared_across_currencies() {
+    let app = spawn_app().await;
+    insert(
+        &app,
+        Spec {
+            rate: 4000,
+            ..spec("Dollar Coach")
+        },
+    )
+    .await;
+    insert(
+        &app,
+        Spec {
+            market: "IN",
+            rate: 150_000,
+            ..spec("Rupee Coach")
+        },
+    )
+    .await;
+    insert(
+        &app,
+        Spec {
+            market: "GB",
+            rate: 3000,
+            ..spec("Pound Coach")
+        },
+    )
+    .await;
+
+    for (filter, sort) in [
+        (json!({ "maxHourlyRateMinor": 5000 }), "RELEVANCE"),
+        (json!({}), "PRICE_LOW"),
+        (json!({}), "PRICE_HIGH"),
+    ] {
+        let v = app
+            .gql(SEARCH, json!({ "f": filter, "s": sort, "n": 10 }))
+            .await;
+        assert_eq!(code(&v), Some("BAD_USER_INPUT"), "{v}");
+        assert_eq!(field(&v), Some("marketCode"), "{v}");
+    }
+    assert_eq!(
+        names(&app, json!({ "marketCode": "IN" }), "PRICE_LOW").await,
+        ["Rupee Coach"]
+    );
+    // Signed in, the caller's market applies.
+    let parent = app
+        .register("parent@example.com", "CONSUMER", Some("GB"))
+        .await["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v = app
+        .gql_as(
+            Some(&parent),
+            SEARCH,
+            json!({ "f": { "maxHourlyRateMinor": 200_000 }, "s": "PRICE_HIGH", "n": 10 }),
+        )
+        .await;
+    let found: Vec<&str> = v["data"]["searchCoaches"]["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|n| n["displayName"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, ["Pound Coach"]);
+    // Without a price, every market is still searched.
+    assert_eq!(names(&app, json!({}), "NEWEST").await.len(), 3);
+}
+
+/// RATING sorts by the damped score, which each coach shows.
+#[tokio::test]
+async fn the_rating_sort_shows_the_figure_it_sorts_by() {
+    let app = spawn_app().await;
+    insert(
+        &app,
+        Spec {
+            ratings: vec![5],
+            ..spec("One Five")
+        },
+    )
+    .await;
+    insert(
+        &app,
+        Spec {
+            ratings: std::iter::repeat_n(5, 40)
+                .chain(std::iter::repeat_n(4, 10))
+                .collect(),
+            ..spec("Fifty 4.8")
+        },
+    )
+    .await;
+    insert(&app, spec("Newcomer")).await;
+    let v = app
+        .gql(
+            "{ searchCoaches(sort: RATING) { nodes { displayName ratingScore ratingAverage } } }",
+            json!({}),
+        )
+        .await;
+    let nodes = v["data"]["searchCoaches"]["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"));
+    let got: Vec<(&str, f64)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n["displayName"].as_str().unwrap(),
+                n["ratingScore"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    // (10 * 4.0 + 240) / 60 = 4.67; (40 + 5) / 11 = 4.09; no reviews: 4.0.
+    assert_eq!(
+        got,
+        [("Fifty 4.8", 4.67), ("One Five", 4.09), ("Newcomer", 4.0)]
+    );
+    assert_eq!(
+        nodes[1]["ratingAverage"], 5.0,
+        "the plain average is shown beside it"
+    );
+    let sdl = maestro_hub::graphql::sdl();
+    assert!(
+        sdl.contains("By the damped rating, `Coach.ratingScore`"),
+        "the sort says what it sorts by"
+    );
 }

@@ -11,6 +11,7 @@ mod m20261201_000006_stripe_payments;
 mod m20261201_000007_email_outbox;
 mod m20261201_000008_packages_sponsorships;
 mod m20261201_000009_reviews_privacy;
+mod m20261201_000010_announce_coach_pages;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_email_outbox::Migration),
             Box::new(m20261201_000008_packages_sponsorships::Migration),
             Box::new(m20261201_000009_reviews_privacy::Migration),
+            Box::new(m20261201_000010_announce_coach_pages::Migration),
         ]
     }
 }

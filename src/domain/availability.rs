@@ -196,7 +196,9 @@ pub async fn set_availability(
 ) -> AppResult<coach_profiles::Model> {
     let rules = parse_rules(raw)?;
     let profile = coach::own_profile(&ctx.db, user).await?;
-    let uow = UnitOfWork::begin(ctx).await?;
+    let mut uow = UnitOfWork::begin(ctx).await?;
+    // The coach page is served from the search index.
+    uow.listing_changed(&profile.id);
     let txn = uow.db();
     availability_rules::Entity::delete_many()
         .filter(availability_rules::Column::CoachId.eq(profile.id.clone()))

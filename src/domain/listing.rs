@@ -28,7 +28,7 @@ use tokio::sync::{Mutex, watch};
 use crate::domain::coach::CoachStatus;
 use crate::domain::reference::ReferenceData;
 use crate::error::AppResult;
-use entity::{coach_categories, coach_profiles};
+use entity::{availability_rules, coach_categories, coach_profiles, packages};
 
 pub const MAX_AGE: Duration = Duration::from_secs(60);
 
@@ -49,6 +49,10 @@ pub struct ListingRow {
     pub rating_count: i64,
     pub rating_sum: i64,
     pub sponsored_until_s: Option<i64>,
+    /// The coach page's weekly rules and packages on sale, so a page needs
+    /// no statement for them.
+    pub availability: Arc<Vec<availability_rules::Model>>,
+    pub packages: Arc<Vec<packages::Model>>,
 }
 
 pub struct Snapshot {
@@ -58,6 +62,7 @@ pub struct Snapshot {
     by_market: HashMap<String, Vec<usize>>,
     by_category: HashMap<u16, Vec<usize>>,
     by_market_category: HashMap<(String, u16), Vec<usize>>,
+    by_id: HashMap<String, usize>,
     loaded_at: Instant,
 }
 
@@ -66,7 +71,9 @@ impl Snapshot {
         let mut by_market: HashMap<String, Vec<usize>> = HashMap::new();
         let mut by_category: HashMap<u16, Vec<usize>> = HashMap::new();
         let mut by_market_category: HashMap<(String, u16), Vec<usize>> = HashMap::new();
+        let mut by_id = HashMap::with_capacity(rows.len());
         for (i, r) in rows.iter().enumerate() {
+            by_id.insert(r.id.clone(), i);
             by_market.entry(r.market_id.clone()).or_default().push(i);
             for c in &r.categories {
                 by_category.entry(*c).or_default().push(i);
@@ -81,8 +88,14 @@ impl Snapshot {
             by_market,
             by_category,
             by_market_category,
+            by_id,
             loaded_at,
         }
+    }
+
+    /// A public coach's row (a coach page), if the coach is public.
+    pub fn get(&self, coach_id: &str) -> Option<&Arc<ListingRow>> {
+        self.by_id.get(coach_id).map(|&i| &self.rows[i])
     }
 
     /// The rows that can match a market and category filter (a superset;
@@ -306,8 +319,18 @@ impl ListingIndex {
             .all(db)
             .await?;
         let links = coach_categories::Entity::find().all(db).await?;
+        let page = PageParts {
+            rules: availability_rules::Entity::find().all(db).await?,
+            packages: packages::Entity::find()
+                .filter(packages::Column::Active.eq(true))
+                .all(db)
+                .await?,
+        };
         self.full_loads.fetch_add(1, Ordering::SeqCst);
-        Ok(Snapshot::new(self.rows_of(profiles, links), loaded_at))
+        Ok(Snapshot::new(
+            self.rows_of(profiles, links, page),
+            loaded_at,
+        ))
     }
 
     /// `current` with the listings of `coaches` read afresh (those no longer
@@ -329,13 +352,24 @@ impl ListingIndex {
             .filter(coach_categories::Column::CoachId.is_in(coaches.iter().cloned()))
             .all(db)
             .await?;
+        let page = PageParts {
+            rules: availability_rules::Entity::find()
+                .filter(availability_rules::Column::CoachId.is_in(coaches.iter().cloned()))
+                .all(db)
+                .await?,
+            packages: packages::Entity::find()
+                .filter(packages::Column::CoachId.is_in(coaches.iter().cloned()))
+                .filter(packages::Column::Active.eq(true))
+                .all(db)
+                .await?,
+        };
         let mut rows: Vec<Arc<ListingRow>> = current
             .rows
             .iter()
             .filter(|r| !coaches.contains(&r.id))
             .cloned()
             .collect();
-        rows.extend(self.rows_of(profiles, links));
+        rows.extend(self.rows_of(profiles, links, page));
         self.partial_loads.fetch_add(1, Ordering::SeqCst);
         Ok(Snapshot::new(rows, current.loaded_at))
     }
@@ -344,12 +378,28 @@ impl ListingIndex {
         &self,
         profiles: Vec<coach_profiles::Model>,
         links: Vec<coach_categories::Model>,
+        page: PageParts,
     ) -> Vec<Arc<ListingRow>> {
         let mut categories: HashMap<String, Vec<u16>> = HashMap::new();
         for link in links {
             if let Some(pos) = self.reference.category_position_by_id(&link.category_id) {
                 categories.entry(link.coach_id).or_default().push(pos);
             }
+        }
+        // In the order the page lists them (as the loaders return them).
+        let mut rules: HashMap<String, Vec<availability_rules::Model>> = HashMap::new();
+        for r in page.rules {
+            rules.entry(r.coach_id.clone()).or_default().push(r);
+        }
+        for list in rules.values_mut() {
+            list.sort_by_key(|r| (r.weekday, r.start_minute));
+        }
+        let mut packages: HashMap<String, Vec<packages::Model>> = HashMap::new();
+        for p in page.packages {
+            packages.entry(p.coach_id.clone()).or_default().push(p);
+        }
+        for list in packages.values_mut() {
+            list.sort_by(|a, b| (a.price_minor, &a.id).cmp(&(b.price_minor, &b.id)));
         }
         profiles
             .into_iter()
@@ -366,11 +416,19 @@ impl ListingIndex {
                     rating_count: i64::from(r.rating_count),
                     rating_sum: r.rating_sum,
                     sponsored_until_s: r.sponsored_until.map(|t| t.timestamp()),
+                    availability: Arc::new(rules.remove(&r.id).unwrap_or_default()),
+                    packages: Arc::new(packages.remove(&r.id).unwrap_or_default()),
                     profile: Arc::new(r),
                 })
             })
             .collect()
     }
+}
+
+/// What a coach page shows beside the profile, as loaded with the index.
+struct PageParts {
+    rules: Vec<availability_rules::Model>,
+    packages: Vec<packages::Model>,
 }
 
 /// The channel the `coach_listings` triggers notify on (PostgreSQL).

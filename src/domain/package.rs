@@ -166,7 +166,9 @@ pub async fn create(
     }
     let profile = coach::own_profile(&ctx.db, user).await?;
     let valid = validate(&input, &profile.currency)?;
-    let uow = UnitOfWork::begin(ctx).await?;
+    let mut uow = UnitOfWork::begin(ctx).await?;
+    // The coach page is served from the search index.
+    uow.listing_changed(&profile.id);
     lock_coach(uow.db(), &profile.id).await?;
     let count = packages::Entity::find()
         .filter(packages::Column::CoachId.eq(profile.id.clone()))
@@ -226,7 +228,8 @@ pub async fn set_active(
     if package.active == active {
         return Ok(package);
     }
-    let uow = UnitOfWork::begin(ctx).await?;
+    let mut uow = UnitOfWork::begin(ctx).await?;
+    uow.listing_changed(&package.coach_id);
     let moved = packages::Entity::update_many()
         .col_expr(packages::Column::Active, Expr::value(active))
         .filter(packages::Column::Id.eq(package.id.clone()))

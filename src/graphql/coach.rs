@@ -426,6 +426,34 @@ impl CoachQuery {
     /// any, for admins); null otherwise.
     async fn coach(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Coach>> {
         let state = ctx.state()?;
+        // A public coach's page is served from the search index: profile,
+        // categories, weekly rules and packages on sale need no statement
+        // (reviews come from their loader and its shared cache).
+        let snapshot = state.domain.listings.snapshot(&state.domain.db).await?;
+        if let Some(row) = snapshot.get(&id) {
+            if let Some(loaders) = ctx.data_opt::<Loaders>() {
+                let categories = row
+                    .categories
+                    .iter()
+                    .filter_map(|p| state.domain.reference.categories().get(usize::from(*p)))
+                    .map(|c| c.id.clone())
+                    .collect();
+                loaders
+                    .categories
+                    .feed_many([(row.id.clone(), categories)])
+                    .await;
+                loaders
+                    .availability
+                    .feed_many([(row.id.clone(), (*row.availability).clone())])
+                    .await;
+                loaders
+                    .packages
+                    .feed_many([(row.id.clone(), (*row.packages).clone())])
+                    .await;
+            }
+            return Ok(Some(Coach(row.profile.clone())));
+        }
+        // Not public: only its owner or an admin sees it.
         Ok(domain::find_visible(&state.domain.db, &id, viewer(ctx))
             .await?
             .map(Coach::from))

@@ -38,11 +38,11 @@ const SEARCH: &str =
     "query($s: CoachSort) { searchCoaches(filter: { marketCode: \"US\" }, sort: $s) {
     nodes { id displayName isSponsored } } }";
 
-fn package_input(name: &str, sessions: i32, price: i64, days: i32) -> Value {
+pub fn package_input(name: &str, sessions: i32, price: i64, days: i32) -> Value {
     json!({ "name": name, "sessionCount": sessions, "priceMinor": price, "validityDays": days })
 }
 
-async fn create_package(app: &TestApp, coach: &str, input: Value) -> String {
+pub async fn create_package(app: &TestApp, coach: &str, input: Value) -> String {
     let v = app.gql_as(Some(coach), CREATE, json!({ "i": input })).await;
     v["data"]["createPackage"]["id"]
         .as_str()

@@ -1023,3 +1023,97 @@ async fn the_rating_sort_shows_the_figure_it_sorts_by() {
         "the sort says what it sorts by"
     );
 }
+
+const COACH_PAGE: &str = "query($id: ID!) { coach(id: $id) {
+    id displayName headline bio hourlyRate { amountMinor currency } ratingScore ratingAverage ratingCount
+    market { code currency } categories { slug name }
+    availability { weekday startTime endTime }
+    packages { id name sessionCount price { amountMinor currency } }
+    reviews(first: 20) { totalCount nodes { rating comment authorName createdAt } } } }";
+
+/// A public coach's page is served from the search index: at most one
+/// statement (the reviews, and none while their shared cache is warm),
+/// and a coach's own changes to availability and packages show at once.
+#[tokio::test]
+async fn a_coach_page_runs_at_most_one_statement_and_shows_changes_at_once() {
+    let app = spawn_app().await;
+    app.state
+        .domain
+        .listings
+        .set_max_age(std::time::Duration::from_secs(3600));
+    let admin = app.admin_token().await;
+    let (coach_token, coach) = crate::bookings::open_coach(&app, &admin, "coach@example.com").await;
+    crate::packages::create_package(
+        &app,
+        &coach_token,
+        crate::packages::package_input("Five lessons", 5, 25_000, 90),
+    )
+    .await;
+    let page = |v: &Value| v["data"]["coach"].clone();
+    let mut ran = Vec::new();
+    for _ in 0..50 {
+        app.gql(COACH_PAGE, json!({ "id": coach })).await;
+        // The review cache is shared for a few seconds: let it lapse so
+        // the measured page pays for its reviews once.
+        tokio::time::sleep(std::time::Duration::from_millis(5_100)).await;
+        let before = app.statements();
+        let v = app.gql(COACH_PAGE, json!({ "id": coach })).await;
+        assert!(v["errors"].is_null(), "{v}");
+        assert_eq!(page(&v)["packages"][0]["name"], "Five lessons", "{v}");
+        assert!(
+            !page(&v)["availability"].as_array().unwrap().is_empty(),
+            "{v}"
+        );
+        ran.push(app.statements() - before);
+        if ran.last() <= Some(&1) {
+            break;
+        }
+    }
+    assert!(ran.last() <= Some(&1), "statements per coach page: {ran:?}");
+    let before = app.statements();
+    app.gql(COACH_PAGE, json!({ "id": coach })).await;
+    assert_eq!(app.statements() - before, 0, "a warm page runs nothing");
+
+    // The coach's changes reach the page at once.
+    let v = app
+        .gql_as(
+            Some(&coach_token),
+            "mutation($r: [AvailabilityRuleInput!]!) { setAvailability(rules: $r) { id } }",
+            json!({ "r": [{ "weekday": 2, "startTime": "10:00", "endTime": "12:00" }] }),
+        )
+        .await;
+    assert!(v["errors"].is_null(), "{v}");
+    crate::packages::create_package(
+        &app,
+        &coach_token,
+        crate::packages::package_input("Ten lessons", 10, 45_000, 120),
+    )
+    .await;
+    let v = app.gql(COACH_PAGE, json!({ "id": coach })).await;
+    assert_eq!(
+        page(&v)["availability"],
+        json!([{ "weekday": 2, "startTime": "10:00", "endTime": "12:00" }])
+    );
+    let shown = page(&v);
+    let names: Vec<&str> = shown["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Five lessons", "Ten lessons"], "cheapest first");
+    // A coach who is not public is still shown to their owner only.
+    let v = app
+        .gql_as(
+            Some(&coach_token),
+            "mutation { publishCoachProfile(published: false) { published } }",
+            json!({}),
+        )
+        .await;
+    assert!(v["errors"].is_null(), "{v}");
+    assert!(app.gql(COACH_PAGE, json!({ "id": coach })).await["data"]["coach"].is_null());
+    let own = app
+        .gql_as(Some(&coach_token), COACH_PAGE, json!({ "id": coach }))
+        .await;
+    assert_eq!(own["data"]["coach"]["id"], coach.as_str(), "{own}");
+}

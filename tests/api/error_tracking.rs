@@ -2,7 +2,6 @@
 //! tagged with the request id and operation name, and carries no personal
 //! data.
 
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,8 +9,6 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-
-use crate::helpers::{free_port, random_secret};
 
 type Envelopes = Arc<Mutex<Vec<String>>>;
 
@@ -37,20 +34,11 @@ async fn an_internal_error_is_reported_without_personal_data() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("app.db").display());
     let email = "admin.person@example.com";
-    let password = format!("Tracking-{}-A1!", random_secret());
-    crate::helpers::create_admin_with_binary(&url, email, &password);
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_maestro-hub"))
-        .arg("serve")
-        .env_clear()
-        .env("DATABASE_URL", &url)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("SENTRY_DSN", format!("http://0123456789abcdef@{sentry}/42"))
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, port, password) = crate::helpers::start_binary(
+        &url,
+        email,
+        &[("SENTRY_DSN", format!("http://0123456789abcdef@{sentry}/42"))],
+    );
     let client = reqwest::Client::new();
     let gql = |query: &str, vars: serde_json::Value, token: Option<&str>| {
         let mut req = client
@@ -61,22 +49,16 @@ async fn an_internal_error_is_reported_without_personal_data() {
         }
         req.send()
     };
-    let started = Instant::now();
-    let login = loop {
-        match gql(
-            "mutation SignIn($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken user { id } } }",
-            serde_json::json!({ "e": email, "p": password }),
-            None,
-        )
-        .await
-        {
-            Ok(r) => break r.json::<serde_json::Value>().await.unwrap(),
-            Err(_) if started.elapsed() < Duration::from_secs(30) => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("server did not start: {e}"),
-        }
-    };
+    let login: serde_json::Value = gql(
+        "mutation SignIn($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken user { id } } }",
+        serde_json::json!({ "e": email, "p": password }),
+        None,
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     let token = login["data"]["login"]["accessToken"].as_str().unwrap();
     let user_id = login["data"]["login"]["user"]["id"].as_str().unwrap();
 

@@ -486,3 +486,40 @@ pub fn create_admin_with_binary(database_url: &str, email: &str, password: &str)
         .unwrap();
     assert!(admin.wait().unwrap().success());
 }
+
+/// Starts the real binary on `url` with an admin (`admin_email`) and the
+/// `extra` variables, and waits until it takes connections. Returns the
+/// child, its port and the admin's password.
+pub fn start_binary(
+    url: &str,
+    admin_email: &str,
+    extra: &[(&str, String)],
+) -> (std::process::Child, u16, String) {
+    use std::net::TcpStream;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let password = format!("Binary-{}-A1!", random_secret());
+    create_admin_with_binary(url, admin_email, &password);
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maestro-hub"));
+    cmd.arg("serve")
+        .env_clear()
+        .env("DATABASE_URL", url)
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, port, password)
+}

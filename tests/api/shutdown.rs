@@ -116,36 +116,6 @@ async fn no_background_task_outlives_shutdown() {
     }
 }
 
-/// Starts the real binary on a fresh SQLite database with an admin, and
-/// waits until it answers. Returns the child, its port and the admin's
-/// password.
-fn start_binary(url: &str, extra: &[(&str, String)]) -> (std::process::Child, u16, String) {
-    let password = format!("Shutdown-{}-A1!", crate::helpers::random_secret());
-    crate::helpers::create_admin_with_binary(url, "admin@example.com", &password);
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_maestro-hub"));
-    cmd.arg("serve")
-        .env_clear()
-        .env("DATABASE_URL", url)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let child = cmd.spawn().unwrap();
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (child, port, password)
-}
-
 async fn sign_in(port: u16, password: &str) -> String {
     let v: serde_json::Value = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/graphql"))
@@ -175,7 +145,7 @@ async fn sigterm_closes_an_open_subscription_with_1012() {
 
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("app.db").display());
-    let (mut child, port, password) = start_binary(&url, &[]);
+    let (mut child, port, password) = crate::helpers::start_binary(&url, "admin@example.com", &[]);
     let token = sign_in(port, &password).await;
 
     let mut req = format!("ws://127.0.0.1:{port}/graphql/ws")

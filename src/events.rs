@@ -9,17 +9,17 @@ use tokio::sync::broadcast;
 
 use entity::bookings;
 
-/// A booking as it is right after a change: who may see it and its new
-/// status, and the committed row when the change was made in this process.
-/// An event from another instance (through Redis) carries no row; the
-/// subscription reads it again, so it shows the latest state.
+/// A booking as it is right after a change: who may see it, its new
+/// status, and the row. For a change made on another instance (through
+/// Redis) the row is the one that instance's receiver read once the message
+/// arrived, so it shows the latest state.
 #[derive(Debug, Clone)]
 pub struct BookingEvent {
     pub booking_id: String,
     pub consumer_id: String,
     pub coach_user_id: String,
     pub status: String,
-    pub booking: Option<std::sync::Arc<bookings::Model>>,
+    pub booking: std::sync::Arc<bookings::Model>,
 }
 
 /// A [`BookingEvent`] as it travels between instances: small, with no row.
@@ -40,7 +40,7 @@ impl BookingEvent {
             consumer_id: booking.consumer_id.clone(),
             coach_user_id: booking.coach_user_id.clone(),
             status: booking.status.clone(),
-            booking: Some(std::sync::Arc::new(booking)),
+            booking: std::sync::Arc::new(booking),
         }
     }
 
@@ -56,18 +56,6 @@ impl BookingEvent {
             consumer_id: self.consumer_id.clone(),
             coach_user_id: self.coach_user_id.clone(),
             status: self.status.clone(),
-        }
-    }
-}
-
-impl From<WireEvent> for BookingEvent {
-    fn from(w: WireEvent) -> Self {
-        BookingEvent {
-            booking_id: w.booking_id,
-            consumer_id: w.consumer_id,
-            coach_user_id: w.coach_user_id,
-            status: w.status,
-            booking: None,
         }
     }
 }

@@ -509,12 +509,10 @@ impl BookingSubscription {
             domain::get_for(&state.domain.db, &user, id).await?;
         }
         let rx = state.domain.events.subscribe();
-        let db = state.domain.db.clone();
         let only = booking_id.map(|i| i.0);
         Ok(futures_util::stream::unfold(rx, move |mut rx| {
             let user = user.clone();
             let only = only.clone();
-            let db = db.clone();
             async move {
                 loop {
                     match rx.recv().await {
@@ -523,23 +521,12 @@ impl BookingSubscription {
                             if !(wanted && event.is_participant(&user.id)) {
                                 continue;
                             }
-                            let row = match event.booking {
-                                Some(row) => Some(std::sync::Arc::unwrap_or_clone(row)),
-                                // Changed on another instance: read it as it is now.
-                                None => entity::bookings::Entity::find_by_id(event.booking_id)
-                                    .one(&db)
-                                    .await
-                                    .unwrap_or_else(|e| {
-                                        tracing::warn!(error = ?e, "a booking event could not be read");
-                                        None
-                                    }),
-                            };
-                            // Who may see it is the row's, whatever the event says.
-                            if let Some(row) = row
-                                && (row.consumer_id == user.id || row.coach_user_id == user.id)
-                            {
-                                return Some((Booking(row), rx));
-                            }
+                            // For another instance's change, who may see it was
+                            // taken from the row its receiver read (`RedisBus`).
+                            return Some((
+                                Booking(std::sync::Arc::unwrap_or_clone(event.booking)),
+                                rx,
+                            ));
                         }
                         // Fell behind: skip ahead; the next event carries the latest state.
                         Err(RecvError::Lagged(_)) => continue,

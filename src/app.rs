@@ -156,6 +156,17 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
     let payments = payment_provider(&settings)?;
     let (mailer, dev_mailbox) = mailer(&settings)?;
     let templates = Arc::new(crate::email::Templates::new().map_err(StartError::Other)?);
+    let push = Arc::new(
+        crate::integrations::expo::ExpoPush::new(
+            &settings.expo_push_url,
+            settings
+                .expo_access_token
+                .as_ref()
+                .map(|t| String::from_utf8_lossy(t.expose()).into_owned()),
+            std::time::Duration::from_secs(15),
+        )
+        .map_err(StartError::Other)?,
+    );
     let activity = Arc::new(
         crate::domain::activity::Activity::new().map_err(|e| StartError::Other(e.to_string()))?,
     );
@@ -179,6 +190,7 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
         policy: Arc::new(policy),
         revocations: Arc::default(),
         mailer,
+        push,
         templates,
         outbox_wake: Arc::default(),
         activity,

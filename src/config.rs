@@ -165,6 +165,18 @@ pub struct SettingsArgs {
     /// start rather than panicking at the first email.
     #[arg(long, env = "RESEND_RATE_LIMIT", global = true)]
     pub resend_rate_limit: Option<u32>,
+    /// Expo's push service (tests point it at a local fake).
+    #[arg(
+        long,
+        env = "EXPO_PUSH_URL",
+        default_value = "https://exp.host",
+        global = true
+    )]
+    pub expo_push_url: String,
+    /// Sent as a bearer token when the Expo project requires one
+    /// ("enhanced push security").
+    #[arg(long, env = "EXPO_ACCESS_TOKEN", hide_env_values = true, global = true)]
+    pub expo_access_token: Option<String>,
     /// A second listener for `/metrics` (and the probes), e.g.
     /// `127.0.0.1:9100`, for the scraper only.
     #[arg(long, env = "METRICS_ADDR", global = true)]
@@ -401,6 +413,8 @@ pub struct Settings {
     pub resend_base_url: String,
     pub email_from: String,
     pub resend_rate_limit: u32,
+    pub expo_push_url: String,
+    pub expo_access_token: Option<Secret>,
     pub metrics_addr: Option<SocketAddr>,
     pub metrics_token: Option<Secret>,
     pub sentry_dsn: Option<Secret>,
@@ -793,6 +807,18 @@ impl Settings {
         {
             problems.push("RESEND_BASE_URL must be an https URL".into());
         }
+        let expo_push_url = args.expo_push_url.trim().to_string();
+        if url::Url::parse(&expo_push_url).is_err() || !api_base_allowed(&expo_push_url, production)
+        {
+            problems.push("EXPO_PUSH_URL must be an https URL".into());
+        }
+        let expo_access_token = secret(args.expo_access_token);
+        if expo_access_token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < 16)
+        {
+            problems.push("EXPO_ACCESS_TOKEN is too short to be an Expo access token".into());
+        }
         if args.stripe_timeout_seconds >= args.request_timeout_seconds {
             problems.push(
                 "STRIPE_TIMEOUT_SECONDS must be shorter than REQUEST_TIMEOUT_SECONDS \
@@ -862,6 +888,8 @@ impl Settings {
             email_from: email_from
                 .unwrap_or_else(|| "Maestro Hub <no-reply@maestrohub.localhost>".into()),
             resend_rate_limit: args.resend_rate_limit.unwrap_or(2),
+            expo_push_url,
+            expo_access_token,
             metrics_addr: args.metrics_addr,
             metrics_token,
             sentry_dsn,

@@ -1,13 +1,14 @@
 use sea_orm::entity::prelude::*;
 
-/// A message to send (an email), written in the transaction of the change
-/// it announces and sent by the outbox worker after the commit.
+/// A message to send (an email, or a push to one device), written in the
+/// transaction of the change it announces and sent by the outbox worker
+/// after the commit.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "outbox")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
-    /// `email`.
+    /// `email` or `push` (then `recipient` is the device's token).
     pub channel: String,
     pub recipient: String,
     pub user_id: Option<String>,

@@ -12,6 +12,7 @@ mod m20261201_000007_email_outbox;
 mod m20261201_000008_packages_sponsorships;
 mod m20261201_000009_reviews_privacy;
 mod m20261201_000010_announce_coach_pages;
+mod m20261201_000011_push_notifications;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_packages_sponsorships::Migration),
             Box::new(m20261201_000009_reviews_privacy::Migration),
             Box::new(m20261201_000010_announce_coach_pages::Migration),
+            Box::new(m20261201_000011_push_notifications::Migration),
         ]
     }
 }

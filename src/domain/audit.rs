@@ -61,6 +61,11 @@ pub mod action {
     pub const SPONSORSHIP_REFUNDED: &str = "sponsorship.refunded";
     pub const SPONSORSHIP_EXPIRED: &str = "sponsorship.expired";
     pub const SPONSORSHIP_RESCHEDULED: &str = "sponsorship.rescheduled";
+    pub const NOTIFICATIONS_CHANGED: &str = "notifications.changed";
+    pub const PUSH_REGISTERED: &str = "push.registered";
+    pub const PUSH_UNREGISTERED: &str = "push.unregistered";
+    /// Expo said the app was uninstalled (or the token expired).
+    pub const PUSH_DEVICE_GONE: &str = "push.device_gone";
 }
 
 /// One audit entry to write.

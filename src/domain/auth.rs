@@ -531,16 +531,30 @@ pub async fn logout(
     ctx: &DomainCtx,
     user: &CurrentUser,
     refresh_token: &str,
+    push_token: Option<&str>,
     ip: Option<&str>,
 ) -> AppResult<()> {
+    let push_token = push_token
+        .map(crate::domain::push::parse_token)
+        .transpose()?;
     let hash = hash_refresh_token(refresh_token);
     let session = sessions::Entity::find()
         .filter(sessions::Column::TokenHash.eq(hash))
         .filter(sessions::Column::UserId.eq(user.id.clone()))
         .one(&ctx.db)
         .await?;
+    if session.is_none() && push_token.is_some() {
+        let uow = UnitOfWork::begin(ctx).await?;
+        if let Some(token) = push_token {
+            crate::domain::push::drop_device(&uow, &user.id, token).await?;
+        }
+        uow.commit().await?;
+    }
     if let Some(session) = session {
         let mut uow = UnitOfWork::begin(ctx).await?;
+        if let Some(token) = push_token {
+            crate::domain::push::drop_device(&uow, &user.id, token).await?;
+        }
         uow.session_family_ended(&user.id, &session.family_id);
         let txn = uow.db();
         revoke_family(txn, &session.family_id, Utc::now()).await?;

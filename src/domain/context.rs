@@ -66,6 +66,8 @@ pub struct DomainCtx {
     pub revocations: Arc<Revocations>,
     /// Sends the outbox's emails.
     pub mailer: Arc<dyn Mailer>,
+    /// Sends the outbox's push notifications (Expo).
+    pub push: Arc<dyn crate::domain::push::PushSender>,
     pub templates: Arc<Templates>,
     /// Wakes the outbox worker when a unit of work queued an email.
     pub outbox_wake: Arc<tokio::sync::Notify>,

@@ -8,6 +8,7 @@ use chrono::Utc;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ConnectionTrait, EntityTrait, Set};
 
+use crate::domain::preferences::{Channel, Choices, Kind};
 use crate::domain::uow::UnitOfWork;
 use crate::email::Template;
 use crate::error::{AppError, AppResult};
@@ -131,23 +132,39 @@ pub async fn recipient<C: ConnectionTrait>(db: &C, user_id: &str) -> AppResult<R
     })
 }
 
-/// Queues `template` to `to` inside the unit of work. `key` names the
-/// logical email: queuing it again is a no-op, so a retried change never
-/// sends twice. The recipient's name and time zone are added to `data`.
+/// Queues `template` to `to` inside the unit of work, as an email and, for
+/// the kinds that have one, as a push to each of the recipient's devices,
+/// each on the channels the recipient has not turned off
+/// (`domain::preferences`). `key` names the logical notification: queuing
+/// it again is a no-op, so a retried change never sends twice. The
+/// recipient's name and time zone are added to `data`.
 pub async fn queue(
     uow: &mut UnitOfWork,
     to: &Recipient,
     template: Template,
     key: &str,
-    mut data: serde_json::Value,
+    data: serde_json::Value,
 ) -> AppResult<()> {
+    queue_new(uow, to, template, key, data).await.map(|_| ())
+}
+
+/// [`queue`], telling whether the email is new (not queued before under
+/// its key, and not turned off).
+pub async fn queue_new(
+    uow: &mut UnitOfWork,
+    to: &Recipient,
+    template: Template,
+    key: &str,
+    mut data: serde_json::Value,
+) -> AppResult<bool> {
     // A deleted account's address reaches no one.
     if to.email.ends_with(&format!(
         "@{}",
         crate::domain::privacy::DELETED_EMAIL_DOMAIN
     )) {
-        return Ok(());
+        return Ok(false);
     }
+    let choices = Choices::load(uow.db(), &to.user_id).await?;
     if let Some(map) = data.as_object_mut() {
         map.entry("name").or_insert_with(|| to.name.clone().into());
         map.entry("tz")
@@ -159,6 +176,10 @@ pub async fn queue(
             let sealed = uow.ctx().link_seal.seal(&link)?;
             map.insert("sealed_link".into(), sealed.into());
         }
+    }
+    crate::domain::push::queue(uow, to, &choices, template, key, &data).await?;
+    if !choices.allows(Kind::of(template), Channel::Email) {
+        return Ok(false);
     }
     let now = Utc::now();
     let inserted = outbox::Entity::insert(outbox::ActiveModel {
@@ -189,7 +210,7 @@ pub async fn queue(
     if inserted == 1 {
         uow.email_queued();
     }
-    Ok(())
+    Ok(inserted == 1)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

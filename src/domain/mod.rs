@@ -20,7 +20,9 @@ pub mod outbox;
 pub mod package;
 pub mod payment;
 pub mod payout;
+pub mod preferences;
 pub mod privacy;
+pub mod push;
 pub mod reference;
 pub mod reservation;
 pub mod review;
@@ -29,5 +31,6 @@ pub mod search;
 pub mod sponsorship;
 pub mod types;
 pub mod uow;
+pub mod weekly_report;
 
 pub use context::{DomainCtx, Policy};

@@ -1,6 +1,7 @@
-//! The outbox worker's rules: claim due emails with a lease, send each
-//! outside any transaction, record the outcome; and the reminder job that
-//! queues each session reminder once.
+//! The outbox worker's rules: claim due emails and pushes with a lease,
+//! send them outside any transaction, record the outcome; and the reminder
+//! job that queues each session reminder once. Push rows are sent in
+//! batches by `domain::push`.
 //!
 //! A claim is a conditional update of `locked_until` whose affected-row
 //! count decides who owns the row (on PostgreSQL one statement with `FOR
@@ -15,8 +16,8 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement,
 };
 
 use crate::domain::booking::BookingStatus;
@@ -24,6 +25,7 @@ use crate::domain::context::DomainCtx;
 use crate::domain::email::{OutboxStatus, Outgoing};
 use crate::domain::notify;
 use crate::domain::payment::refund::truncate;
+use crate::domain::preferences::{self, Channel, Kind};
 use crate::domain::uow::UnitOfWork;
 use crate::email::Template;
 use crate::error::AppResult;
@@ -59,61 +61,64 @@ impl Delivery {
     }
 }
 
-/// Claims up to `batch` due rows for this worker.
-async fn claim(ctx: &DomainCtx, now: DateTime<Utc>, batch: u64) -> AppResult<Vec<String>> {
+/// Claims up to `batch` due rows of `channel` for this worker, in one
+/// statement (on PostgreSQL skipping rows another worker is claiming; on
+/// SQLite writes are serialised anyway).
+async fn claim(
+    ctx: &DomainCtx,
+    now: DateTime<Utc>,
+    batch: u64,
+    channel: &str,
+) -> AppResult<Vec<String>> {
     let until = now + LEASE;
-    if ctx.db.get_database_backend() == DatabaseBackend::Postgres {
-        let rows = ctx
-            .db
-            .query_all_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                "UPDATE outbox SET locked_until = $1 WHERE id IN ( \
-                   SELECT id FROM outbox WHERE status = 'PENDING' AND next_attempt_at <= $2 \
-                   AND (locked_until IS NULL OR locked_until < $2) \
-                   ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 RETURNING id",
-                [until.into(), now.into(), (batch as i64).into()],
-            ))
-            .await?;
-        return Ok(rows
-            .iter()
-            .filter_map(|r| r.try_get::<String>("", "id").ok())
-            .collect());
-    }
-    let free = Condition::any()
-        .add(outbox::Column::LockedUntil.is_null())
-        .add(outbox::Column::LockedUntil.lt(now));
-    let due = outbox::Entity::find()
-        .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
-        .filter(outbox::Column::NextAttemptAt.lte(now))
-        .filter(free.clone())
-        .order_by_asc(outbox::Column::NextAttemptAt)
-        .limit(batch)
-        .all(&ctx.db)
+    let backend = ctx.db.get_database_backend();
+    let ph = |n| crate::domain::review::placeholder(backend, n);
+    let skip_locked = if backend == DatabaseBackend::Postgres {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "UPDATE outbox SET locked_until = {} WHERE id IN ( \
+           SELECT id FROM outbox WHERE status = 'PENDING' AND channel = {} \
+           AND next_attempt_at <= {} AND (locked_until IS NULL OR locked_until < {}) \
+           ORDER BY next_attempt_at LIMIT {}{skip_locked}) \
+         RETURNING id",
+        ph(1),
+        ph(2),
+        ph(3),
+        ph(4),
+        ph(5)
+    );
+    let rows = ctx
+        .db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                until.into(),
+                channel.into(),
+                now.into(),
+                now.into(),
+                (batch as i64).into(),
+            ],
+        ))
         .await?;
-    let mut owned = Vec::with_capacity(due.len());
-    for row in due {
-        let taken = outbox::Entity::update_many()
-            .col_expr(outbox::Column::LockedUntil, Expr::value(until))
-            .filter(outbox::Column::Id.eq(row.id.clone()))
-            .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
-            .filter(outbox::Column::NextAttemptAt.lte(now))
-            .filter(free.clone())
-            .exec(&ctx.db)
-            .await?;
-        if taken.rows_affected == 1 {
-            owned.push(row.id);
-        }
-    }
-    Ok(owned)
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.try_get::<String>("", "id").ok())
+        .collect())
 }
+
+/// Push rows claimed per pass: a few of Expo's requests.
+const PUSH_BATCH: u64 = 500;
 
 /// Sends what is due (one batch). Safe to run in any number of workers at
 /// once.
 pub async fn deliver_due(ctx: &DomainCtx, batch: u64) -> AppResult<Delivery> {
     let now = Utc::now();
     let mut done = Delivery::default();
-    for id in claim(ctx, now, batch).await? {
+    for id in claim(ctx, now, batch, "email").await? {
         let Some(row) = outbox::Entity::find_by_id(id).one(&ctx.db).await? else {
             continue;
         };
@@ -144,16 +149,46 @@ pub async fn deliver_due(ctx: &DomainCtx, batch: u64) -> AppResult<Delivery> {
             OutboxStatus::Pending => done.retried += 1,
         }
     }
+    let pushes = claim(ctx, now, PUSH_BATCH, "push").await?;
+    if !pushes.is_empty() {
+        let rows = outbox::Entity::find()
+            .filter(outbox::Column::Id.is_in(pushes))
+            .order_by_asc(outbox::Column::NextAttemptAt)
+            .all(&ctx.db)
+            .await?;
+        let pushed = crate::domain::push::deliver(ctx, rows).await?;
+        done.sent += pushed.sent;
+        done.retried += pushed.retried;
+        done.dead += pushed.dead;
+        done.skipped += pushed.skipped;
+    }
     Ok(done)
 }
 
-/// Whether the email is still true to send (a reminder of a booking
-/// cancelled since it was queued is not).
-async fn still_true(
+/// Whether the message is still true to send: not for a reminder of a
+/// booking cancelled since it was queued, nor on a channel its recipient
+/// has turned off since, nor (push) to a device that left its user.
+pub(crate) async fn still_true(
     ctx: &DomainCtx,
+    row: &outbox::Model,
     template: Template,
     data: &serde_json::Value,
 ) -> AppResult<bool> {
+    let channel = if row.channel == "push" {
+        Channel::Push
+    } else {
+        Channel::Email
+    };
+    if let Some(user_id) = &row.user_id
+        && !preferences::allows(&ctx.db, user_id, Kind::of(template), channel).await?
+    {
+        return Ok(false);
+    }
+    if channel == Channel::Push
+        && !crate::domain::push::still_registered(&ctx.db, row, data).await?
+    {
+        return Ok(false);
+    }
     let booking = || async {
         match data.get("booking_id").and_then(|v| v.as_str()) {
             Some(id) => Ok::<_, crate::error::AppError>(
@@ -216,7 +251,7 @@ async fn deliver(ctx: &DomainCtx, row: &outbox::Model) -> AppResult<OutboxStatus
     let Some(template) = Template::parse(&row.template) else {
         return finish(ctx, row, OutboxStatus::Dead, None, Some("unknown template")).await;
     };
-    if !still_true(ctx, template, &data).await? {
+    if !still_true(ctx, row, template, &data).await? {
         return finish(ctx, row, OutboxStatus::Skipped, None, None).await;
     }
     let rendered = match ctx.templates.render(template, &data) {
@@ -240,25 +275,9 @@ async fn deliver(ctx: &DomainCtx, row: &outbox::Model) -> AppResult<OutboxStatus
     match sent {
         Ok(provider_ref) => finish(ctx, row, OutboxStatus::Sent, Some(provider_ref), None).await,
         Err(e) if e.retryable && row.attempts + 1 < MAX_ATTEMPTS => {
-            let next = Utc::now()
-                + chrono::Duration::from_std(backoff(row.attempts))
-                    .unwrap_or(chrono::Duration::minutes(5));
             tracing::warn!(email = %row.id, template = %row.template, attempt = row.attempts + 1, error = %e.message, "email not sent; will retry");
             let uow = UnitOfWork::begin(ctx).await?;
-            outbox::Entity::update_many()
-                .col_expr(outbox::Column::Attempts, Expr::value(row.attempts + 1))
-                .col_expr(outbox::Column::NextAttemptAt, Expr::value(next))
-                .col_expr(
-                    outbox::Column::LockedUntil,
-                    Expr::value(Option::<DateTime<Utc>>::None),
-                )
-                .col_expr(outbox::Column::LastError, Expr::value(truncate(&e.message)))
-                .col_expr(outbox::Column::UpdatedAt, Expr::value(Utc::now()))
-                .filter(outbox::Column::Id.eq(row.id.clone()))
-                .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
-                .filter(outbox::Column::LockedUntil.eq(row.locked_until))
-                .exec(uow.db())
-                .await?;
+            retry_in(&uow, row, &e.message).await?;
             uow.commit().await?;
             Ok(OutboxStatus::Pending)
         }
@@ -269,14 +288,50 @@ async fn deliver(ctx: &DomainCtx, row: &outbox::Model) -> AppResult<OutboxStatus
     }
 }
 
-/// Records a final outcome; links (which carry tokens) leave the row.
-async fn finish(
+/// Puts a row back for another attempt after [`backoff`], inside `uow`.
+pub(crate) async fn retry_in(uow: &UnitOfWork, row: &outbox::Model, error: &str) -> AppResult<()> {
+    let next = Utc::now()
+        + chrono::Duration::from_std(backoff(row.attempts)).unwrap_or(chrono::Duration::minutes(5));
+    outbox::Entity::update_many()
+        .col_expr(outbox::Column::Attempts, Expr::value(row.attempts + 1))
+        .col_expr(outbox::Column::NextAttemptAt, Expr::value(next))
+        .col_expr(
+            outbox::Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(outbox::Column::LastError, Expr::value(truncate(error)))
+        .col_expr(outbox::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(outbox::Column::Id.eq(row.id.clone()))
+        .filter(outbox::Column::Status.eq(OutboxStatus::Pending.as_str()))
+        .filter(outbox::Column::LockedUntil.eq(row.locked_until))
+        .exec(uow.db())
+        .await?;
+    Ok(())
+}
+
+/// Records a final outcome in a unit of work of its own.
+pub(crate) async fn finish(
     ctx: &DomainCtx,
     row: &outbox::Model,
     status: OutboxStatus,
     provider_ref: Option<String>,
     error: Option<&str>,
 ) -> AppResult<OutboxStatus> {
+    let uow = UnitOfWork::begin(ctx).await?;
+    finish_in(&uow, row, status, provider_ref, error).await?;
+    uow.commit().await?;
+    Ok(status)
+}
+
+/// Records a final outcome inside `uow`; links (which carry tokens) leave
+/// the row. `false` when this worker no longer held the row's lease.
+pub(crate) async fn finish_in(
+    uow: &UnitOfWork,
+    row: &outbox::Model,
+    status: OutboxStatus,
+    provider_ref: Option<String>,
+    error: Option<&str>,
+) -> AppResult<bool> {
     let mut data: serde_json::Value = serde_json::from_str(&row.data).unwrap_or_default();
     if let Some(map) = data.as_object_mut() {
         map.remove("link");
@@ -306,10 +361,7 @@ async fn finish(
     if let Some(e) = error {
         update = update.col_expr(outbox::Column::LastError, Expr::value(truncate(e)));
     }
-    let uow = UnitOfWork::begin(ctx).await?;
-    update.exec(uow.db()).await?;
-    uow.commit().await?;
-    Ok(status)
+    Ok(update.exec(uow.db()).await?.rows_affected == 1)
 }
 
 /// How many outbox rows are in each status (every status listed, zeros

@@ -219,8 +219,22 @@ pub async fn export(ctx: &DomainCtx, user: &CurrentUser) -> AppResult<Value> {
         .all(db)
         .await?;
 
+    let devices = crate::domain::push::devices(db, &me.id).await?;
+    let preferences = crate::domain::preferences::list(db, user).await?;
+
     let doc = json!({
         "exportedAt": Utc::now(),
+        "pushDevices": devices.iter().map(|d| json!({
+            "id": d.id,
+            "token": d.token,
+            "platform": d.platform,
+            "registeredAt": d.updated_at,
+        })).collect::<Vec<_>>(),
+        "notificationPreferences": preferences.iter().map(|p| json!({
+            "kind": p.kind.as_str(),
+            "channel": p.channel.as_str(),
+            "enabled": p.enabled,
+        })).collect::<Vec<_>>(),
         "account": {
             "id": me.id,
             "email": me.email,
@@ -508,6 +522,15 @@ pub async fn delete_account(ctx: &DomainCtx, user: &CurrentUser, password: &str)
     .await?;
     let version = auth::end_all_sessions(uow.db(), &me.id).await?;
     uow.sessions_ended(&me.id, version);
+    // The phones stop at once; the choices go with the account.
+    entity::push_devices::Entity::delete_many()
+        .filter(entity::push_devices::Column::UserId.eq(me.id.clone()))
+        .exec(uow.db())
+        .await?;
+    entity::notification_preferences::Entity::delete_many()
+        .filter(entity::notification_preferences::Column::UserId.eq(me.id.clone()))
+        .exec(uow.db())
+        .await?;
     if let Some(c) = &coach_id {
         coach_profiles::Entity::update_many()
             .col_expr(coach_profiles::Column::Published, Expr::value(false))

@@ -222,6 +222,14 @@ mod tests {
             listings,
             revocations: Arc::default(),
             mailer: Arc::new(crate::integrations::resend::LogMailer::default()),
+            push: Arc::new(
+                crate::integrations::expo::ExpoPush::new(
+                    "http://127.0.0.1:9",
+                    None,
+                    Duration::from_secs(1),
+                )
+                .unwrap(),
+            ),
             templates: Arc::new(crate::email::Templates::new().unwrap()),
             outbox_wake: Arc::default(),
             link_seal: Arc::new(crate::domain::email::LinkSeal::new(&[7u8; 32]).unwrap()),

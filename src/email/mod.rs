@@ -25,10 +25,11 @@ pub enum Template {
     RefundIssued,
     PurchaseReceipt,
     ReviewReceived,
+    WeeklyReport,
 }
 
 impl Template {
-    pub const ALL: [Template; 11] = [
+    pub const ALL: [Template; 12] = [
         Template::VerifyEmail,
         Template::PasswordReset,
         Template::BookingConfirmed,
@@ -40,6 +41,7 @@ impl Template {
         Template::RefundIssued,
         Template::PurchaseReceipt,
         Template::ReviewReceived,
+        Template::WeeklyReport,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +57,7 @@ impl Template {
             Template::RefundIssued => "refund_issued",
             Template::PurchaseReceipt => "purchase_receipt",
             Template::ReviewReceived => "review_received",
+            Template::WeeklyReport => "weekly_report",
         }
     }
 
@@ -220,6 +223,11 @@ mod tests {
             "credit_returned": true,
             "rating": 4,
             "comment": "<script>x</script>Great",
+            "week_start": "Monday 30 November 2026",
+            "week_end": "Sunday 6 December 2026",
+            "this": {"bookings": 3, "completed": 1, "cancelled": 1, "new_users": 4, "active_coaches": 2},
+            "previous": {"bookings": 1, "completed": 0, "cancelled": 0, "new_users": 0, "active_coaches": 1},
+            "money": [{"currency": "GBP", "gross_minor": 4000, "platform_minor": 400, "prev_gross_minor": 0, "prev_platform_minor": 0}],
         });
         for template in Template::ALL {
             let r = t.render(template, &data).unwrap();
@@ -236,5 +244,14 @@ mod tests {
             r.text
         );
         assert!(r.text.contains("£60.00"));
+        let r = t.render(Template::WeeklyReport, &data).unwrap();
+        assert!(
+            r.text.contains(
+                "GBP: gross £40.00 (week before £0.00), platform £4.00 (week before £0.00)"
+            ),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains("Bookings: 3 (week before 1)"), "{}", r.text);
     }
 }

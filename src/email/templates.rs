@@ -196,4 +196,34 @@ pub const ALL: &[(&str, &str)] = &[
         "purchase_receipt.txt",
         "Hello {{ name }},\n\nWe received your payment of {{ amount_minor | money(currency) }} for {{ item }}.\nReference: {{ reference }}\n",
     ),
+    // The admins' weekly report.
+    (
+        "weekly_report.subject.txt",
+        "Maestro Hub weekly report: {{ week_start }} to {{ week_end }}",
+    ),
+    (
+        "weekly_report.html",
+        r#"{% extends "layout.html" %}{% block title %}Weekly report{% endblock %}{% block body %}
+<p>Hello {{ name }},</p>
+<p>The week from {{ week_start }} to {{ week_end }} (your time), with the week before in brackets:</p>
+<table style="border-collapse: collapse;">
+<tr><td>Bookings</td><td><strong>{{ this.bookings }}</strong> ({{ previous.bookings }})</td></tr>
+<tr><td>Completed</td><td><strong>{{ this.completed }}</strong> ({{ previous.completed }})</td></tr>
+<tr><td>Cancelled</td><td><strong>{{ this.cancelled }}</strong> ({{ previous.cancelled }})</td></tr>
+<tr><td>New users</td><td><strong>{{ this.new_users }}</strong> ({{ previous.new_users }})</td></tr>
+<tr><td>Active coaches</td><td><strong>{{ this.active_coaches }}</strong> ({{ previous.active_coaches }})</td></tr>
+</table>
+<p>Revenue, net of refunds, per currency:</p>
+<table style="border-collapse: collapse;">
+<tr><th align="left">Currency</th><th align="left">Gross</th><th align="left">Platform</th></tr>
+{% for m in money %}<tr><td>{{ m.currency }}</td><td><strong>{{ m.gross_minor | money(m.currency) }}</strong> ({{ m.prev_gross_minor | money(m.currency) }})</td><td><strong>{{ m.platform_minor | money(m.currency) }}</strong> ({{ m.prev_platform_minor | money(m.currency) }})</td></tr>
+{% else %}<tr><td colspan="3">No payments in either week.</td></tr>{% endfor %}
+</table>
+<p>You get this report because you turned it on in your notification preferences.</p>
+{% endblock %}"#,
+    ),
+    (
+        "weekly_report.txt",
+        "Hello {{ name }},\n\nThe week from {{ week_start }} to {{ week_end }} (your time), with the week before in brackets.\n\nBookings: {{ this.bookings }} (week before {{ previous.bookings }})\nCompleted: {{ this.completed }} (week before {{ previous.completed }})\nCancelled: {{ this.cancelled }} (week before {{ previous.cancelled }})\nNew users: {{ this.new_users }} (week before {{ previous.new_users }})\nActive coaches: {{ this.active_coaches }} (week before {{ previous.active_coaches }})\n\nRevenue, net of refunds:\n{% for m in money %}{{ m.currency }}: gross {{ m.gross_minor | money(m.currency) }} (week before {{ m.prev_gross_minor | money(m.currency) }}), platform {{ m.platform_minor | money(m.currency) }} (week before {{ m.prev_platform_minor | money(m.currency) }})\n{% else %}No payments in either week.\n{% endfor %}\nYou get this report because you turned it on in your notification preferences.\n",
+    ),
 ];

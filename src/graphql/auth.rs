@@ -105,14 +105,22 @@ impl AuthMutation {
             .into())
     }
 
+    /// Ends this session. With `pushToken` (this phone's Expo push token)
+    /// the phone also stops receiving the account's push notifications.
     #[graphql(guard = "RoleGuard::SignedIn")]
-    async fn logout(&self, ctx: &Context<'_>, refresh_token: String) -> Result<bool> {
+    async fn logout(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+        push_token: Option<String>,
+    ) -> Result<bool> {
         let state = ctx.state()?;
         let ip = ctx.request()?.ip_string();
         auth::logout(
             &state.domain,
             ctx.current_user()?,
             &refresh_token,
+            push_token.as_deref(),
             ip.as_deref(),
         )
         .await?;

@@ -11,6 +11,7 @@ pub mod cost;
 pub mod errors;
 pub mod guards;
 pub mod loaders;
+pub mod notifications;
 pub mod privacy;
 pub mod problems;
 pub mod reference;

@@ -7,6 +7,7 @@ use crate::graphql::auth::{AuthMutation, AuthQuery};
 use crate::graphql::booking::{BookingMutation, BookingQuery, BookingSubscription};
 use crate::graphql::coach::{CoachMutation, CoachQuery};
 use crate::graphql::commerce::{CommerceMutation, CommerceQuery};
+use crate::graphql::notifications::{NotificationMutation, NotificationQuery};
 use crate::graphql::privacy::PrivacyMutation;
 use crate::graphql::problems::ProblemsQuery;
 use crate::graphql::reference::ReferenceQuery;
@@ -24,6 +25,7 @@ pub struct QueryRoot(
     ProblemsQuery,
     CommerceQuery,
     AdminFiguresQuery,
+    NotificationQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -36,6 +38,7 @@ pub struct MutationRoot(
     CommerceMutation,
     ReviewMutation,
     PrivacyMutation,
+    NotificationMutation,
 );
 
 #[derive(MergedSubscription, Default)]

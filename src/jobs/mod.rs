@@ -51,7 +51,7 @@ async fn bookings(state: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Sends the outbox's emails: woken at once by a unit of work that queued
+/// Sends the outbox's emails and pushes: woken at once by a unit of work that queued
 /// one, and every few seconds for retries that come due (and emails queued
 /// by another instance).
 async fn outbox(state: AppState, mut stop: watch::Receiver<bool>) {
@@ -86,7 +86,8 @@ async fn outbox(state: AppState, mut stop: watch::Receiver<bool>) {
 
 /// Forgets idle rate-limit keys and deletes refresh tokens that expired
 /// long ago (a spent token is kept until then, to detect reuse), and
-/// webhook event ids older than any redelivery.
+/// webhook event ids older than any redelivery; reads push receipts and
+/// queues the admins' weekly reports that are due.
 async fn housekeeping(state: AppState, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -102,6 +103,14 @@ async fn housekeeping(state: AppState, mut stop: watch::Receiver<bool>) {
         let now = chrono::Utc::now();
         if let Err(err) = crate::domain::payment::events::prune_events(&state.domain, now).await {
             tracing::warn!(error = ?err, "could not prune old webhook event ids");
+        }
+        if let Err(err) = crate::domain::push::check_receipts(&state.domain, now).await {
+            tracing::warn!(error = ?err, "push receipts not read; will retry");
+        }
+        match crate::domain::weekly_report::queue_due(&state.domain, now).await {
+            Ok(n) if n > 0 => tracing::info!(reports = n, "weekly reports queued"),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = ?err, "weekly reports not queued; will retry"),
         }
     }
 }

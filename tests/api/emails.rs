@@ -15,7 +15,7 @@ use crate::fake_resend::{FROM, FakeResend};
 use crate::helpers::{PASSWORD, TestApp, code, field, spawn_app_with};
 use maestro_hub::domain::outbox;
 
-async fn mail_app() -> (TestApp, FakeResend) {
+pub async fn mail_app() -> (TestApp, FakeResend) {
     let resend = FakeResend::start().await;
     let r = resend.clone();
     let app = spawn_app_with(move |a| {
@@ -30,7 +30,7 @@ async fn mail_app() -> (TestApp, FakeResend) {
 
 /// Waits until nothing due is left in the outbox (the worker runs in the
 /// background; this helps it along).
-async fn settle(app: &TestApp) {
+pub async fn settle(app: &TestApp) {
     // resend-rs paces its requests (9 per 1.1 s by default), so 100 emails
     // take about 12 s.
     for _ in 0..3000 {
@@ -58,7 +58,7 @@ async fn settle(app: &TestApp) {
 }
 
 /// Makes every pending email due now (a retry's wait cannot be waited on).
-async fn due_now(app: &TestApp) {
+pub async fn due_now(app: &TestApp) {
     entity::outbox::Entity::update_many()
         .col_expr(
             entity::outbox::Column::NextAttemptAt,

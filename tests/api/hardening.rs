@@ -130,6 +130,10 @@ async fn every_saved_playground_operation_is_well_inside_the_limits() {
                         json!({ "email": "saved@example.com", "password": "Choose-a-Strong-1", "name": "A Parent", "role": "CONSUMER", "marketCode": "US" })
                     }
                     "CoachSearchFilter" => json!({ "marketCode": "US" }),
+                    "PushPlatform" => json!("IOS"),
+                    "[NotificationPreferenceInput!]" => {
+                        json!([{ "kind": "REMINDER", "channel": "PUSH", "enabled": true }])
+                    }
                     _ => json!("x"),
                 };
                 vars.insert(d.node.name.node.to_string(), value);

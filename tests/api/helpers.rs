@@ -66,6 +66,9 @@ pub fn default_args(database_url: &str) -> SettingsArgs {
         payment_reconcile_after_seconds: 600,
         resend_api_key: None,
         resend_base_url: "https://api.resend.com".into(),
+        // Nothing reaches Expo from a test that did not start a fake.
+        expo_push_url: "http://127.0.0.1:9".into(),
+        expo_access_token: None,
         email_from: None,
         resend_rate_limit: None,
         metrics_addr: None,

@@ -73,6 +73,7 @@ pub struct Metrics {
     webhooks: IntCounterVec,
     emails: IntCounterVec,
     outbox: IntGaugeVec,
+    pushes: IntCounterVec,
     limits_shared: IntGauge,
     limit_fallbacks: IntCounter,
     known_operations: HashSet<String>,
@@ -164,6 +165,11 @@ impl Metrics {
             "Outbox emails by outcome: sent, retried (an attempt failed), dead (given up), skipped (no longer true)",
             &["outcome"],
         )?;
+        let pushes = counter(
+            "push_notifications_total",
+            "Push messages by outcome: sent (Expo took it), retried, dead (given up, or the device is gone), skipped (no longer true)",
+            &["outcome"],
+        )?;
         let outbox = IntGaugeVec::new(
             Opts::new(
                 "outbox_emails",
@@ -210,6 +216,7 @@ impl Metrics {
             webhooks,
             emails,
             outbox,
+            pushes,
             limits_shared,
             limit_fallbacks,
             known_operations: operation_names(KNOWN_OPERATIONS),
@@ -233,6 +240,17 @@ impl Metrics {
         ] {
             if n > 0 {
                 self.emails.with_label_values(&[label]).inc_by(n as u64);
+            }
+        }
+        let p = &d.pushes;
+        for (label, n) in [
+            ("sent", p.sent),
+            ("retried", p.retried),
+            ("dead", p.dead),
+            ("skipped", p.skipped),
+        ] {
+            if n > 0 {
+                self.pushes.with_label_values(&[label]).inc_by(n as u64);
             }
         }
     }

@@ -146,16 +146,19 @@ async fn to_both(
     data: serde_json::Value,
 ) -> AppResult<()> {
     let s = sides(uow, b).await?;
-    for (to, other) in [
-        (&s.consumer, s.coach_name.clone()),
-        (&s.coach, s.consumer.name.clone()),
+    for (to, other, role) in [
+        (&s.consumer, s.coach_name.clone(), "consumer"),
+        (&s.coach, s.consumer.name.clone(), "coach"),
     ] {
         email::queue(
             uow,
             to,
             template,
             &format!("{kind}:{}:{}", b.id, to.user_id),
-            with(data.clone(), serde_json::json!({ "other_name": other })),
+            with(
+                data.clone(),
+                serde_json::json!({ "other_name": other, "role": role }),
+            ),
         )
         .await?;
     }

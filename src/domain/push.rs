@@ -32,7 +32,7 @@ use crate::domain::audit::{Entry, action};
 use crate::domain::auth::CurrentUser;
 use crate::domain::context::DomainCtx;
 use crate::domain::email::{OutboxStatus, Recipient};
-use crate::domain::outbox::{self, Delivery};
+use crate::domain::outbox::{self, Pushes};
 use crate::domain::preferences::{Channel, Choices, Kind};
 use crate::domain::uow::UnitOfWork;
 use crate::email::{Template, format_money, format_time};
@@ -96,6 +96,32 @@ pub fn parse_token(token: &str) -> AppResult<&str> {
             "must be an Expo push token (ExponentPushToken[...] from getExpoPushTokenAsync)",
         )),
     }
+}
+
+/// Expo's message with any push token in it replaced: a token reaches a
+/// phone, so it stays out of logs and the outbox's errors.
+pub fn scrub(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = ["ExponentPushToken[", "ExpoPushToken["]
+        .iter()
+        .filter_map(|p| rest.find(p))
+        .min()
+    {
+        out.push_str(&rest[..at]);
+        match rest[at..].find(']') {
+            Some(end) => {
+                out.push_str("<push token>");
+                rest = &rest[at + end + 1..];
+            }
+            None => {
+                out.push_str("<push token>");
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out.chars().take(300).collect()
 }
 
 /// One message for Expo.
@@ -458,8 +484,8 @@ enum Next {
 
 /// Sends claimed push rows (each leased by this worker), in requests of at
 /// most [`MAX_PER_REQUEST`].
-pub(crate) async fn deliver(ctx: &DomainCtx, rows: Vec<outbox_rows::Model>) -> AppResult<Delivery> {
-    let mut done = Delivery::default();
+pub(crate) async fn deliver(ctx: &DomainCtx, rows: Vec<outbox_rows::Model>) -> AppResult<Pushes> {
+    let mut done = Pushes::default();
     let now = Utc::now();
     let mut ready: Vec<(outbox_rows::Model, PushMessage)> = Vec::new();
     for row in rows {
@@ -496,6 +522,13 @@ pub(crate) async fn deliver(ctx: &DomainCtx, rows: Vec<outbox_rows::Model>) -> A
         ready.push((row, message));
     }
     for chunk in ready.chunks(MAX_PER_REQUEST) {
+        // A fresh lease for the rows of this request, just before it goes;
+        // a row whose lease ran out meanwhile belongs to another worker.
+        let chunk = renew(ctx, chunk).await?;
+        if chunk.is_empty() {
+            continue;
+        }
+        let chunk = &chunk[..];
         let messages: Vec<PushMessage> = chunk.iter().map(|(_, m)| m.clone()).collect();
         let answer = ctx.push.send(&messages).await;
         let next: Vec<Next> = match answer {
@@ -541,13 +574,61 @@ pub(crate) async fn deliver(ctx: &DomainCtx, rows: Vec<outbox_rows::Model>) -> A
     Ok(done)
 }
 
+/// Renews the lease of `chunk`'s rows (one statement); returns those this
+/// worker still holds, with their new lease.
+async fn renew(
+    ctx: &DomainCtx,
+    chunk: &[(outbox_rows::Model, PushMessage)],
+) -> AppResult<Vec<(outbox_rows::Model, PushMessage)>> {
+    use sea_orm::Statement;
+    let backend = ctx.db.get_database_backend();
+    let ph = |n| crate::domain::review::placeholder(backend, n);
+    let until = Utc::now() + outbox::LEASE;
+    let mut values: Vec<sea_orm::Value> = vec![until.into()];
+    let mut holds = Vec::new();
+    for (i, (row, _)) in chunk.iter().enumerate() {
+        holds.push(format!(
+            "(id = {} AND locked_until = {})",
+            ph(2 + 2 * i),
+            ph(3 + 2 * i)
+        ));
+        values.push(row.id.clone().into());
+        values.push(row.locked_until.into());
+    }
+    let sql = format!(
+        "UPDATE outbox SET locked_until = {} WHERE status = 'PENDING' AND ({}) RETURNING id",
+        ph(1),
+        holds.join(" OR ")
+    );
+    let kept: std::collections::HashSet<String> = ctx
+        .db
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?
+        .iter()
+        .filter_map(|r| r.try_get::<String>("", "id").ok())
+        .collect();
+    Ok(chunk
+        .iter()
+        .filter(|(row, _)| kept.contains(&row.id))
+        .map(|(row, m)| {
+            (
+                outbox_rows::Model {
+                    locked_until: Some(until),
+                    ..row.clone()
+                },
+                m.clone(),
+            )
+        })
+        .collect())
+}
+
 /// Records one request's outcomes in one unit of work: tickets to read
 /// later, devices that are gone, retries.
 async fn record(
     ctx: &DomainCtx,
     chunk: &[(outbox_rows::Model, PushMessage)],
     next: Vec<Next>,
-    done: &mut Delivery,
+    done: &mut Pushes,
 ) -> AppResult<()> {
     let uow = UnitOfWork::begin(ctx).await?;
     let now = Utc::now();
@@ -575,8 +656,9 @@ async fn record(
                 }
             }
             Next::Gone(why) => {
-                outbox::finish_in(&uow, row, OutboxStatus::Dead, None, Some(&why)).await?;
-                device_gone(&uow, &row.recipient).await?;
+                if outbox::finish_in(&uow, row, OutboxStatus::Dead, None, Some(&why)).await? {
+                    device_gone(&uow, &row.recipient, now).await?;
+                }
                 done.dead += 1;
             }
             Next::Retry(why) if row.attempts + 1 < outbox::MAX_ATTEMPTS => {
@@ -594,18 +676,25 @@ async fn record(
     uow.commit().await
 }
 
-/// Expo says the token no longer reaches an app: forget the device.
-async fn device_gone(uow: &UnitOfWork, token: &str) -> AppResult<()> {
+/// Expo says the token no longer reaches an app: forget the device, unless
+/// it was registered again after `said_at` (the app was reinstalled).
+async fn device_gone(uow: &UnitOfWork, token: &str, said_at: DateTime<Utc>) -> AppResult<()> {
     let Some(device) = push_devices::Entity::find()
         .filter(push_devices::Column::Token.eq(token))
+        .filter(push_devices::Column::UpdatedAt.lte(said_at))
         .one(uow.db())
         .await?
     else {
         return Ok(());
     };
-    push_devices::Entity::delete_by_id(device.id.clone())
+    let gone = push_devices::Entity::delete_many()
+        .filter(push_devices::Column::Id.eq(device.id.clone()))
+        .filter(push_devices::Column::UpdatedAt.lte(said_at))
         .exec(uow.db())
         .await?;
+    if gone.rows_affected == 0 {
+        return Ok(());
+    }
     uow.audit(Entry {
         action: action::PUSH_DEVICE_GONE,
         actor_id: None,
@@ -632,29 +721,64 @@ pub async fn check_receipts(ctx: &DomainCtx, now: DateTime<Utc>) -> AppResult<us
         return Ok(0);
     }
     let ids: Vec<String> = due.iter().map(|t| t.id.clone()).collect();
-    let receipts = ctx.push.receipts(&ids).await.map_err(|e| {
-        AppError::internal(format!("push receipts could not be read: {}", e.message))
-    })?;
+    let receipts = match ctx.push.receipts(&ids).await {
+        Ok(r) => r,
+        Err(e) => {
+            // Asked again later; what Expo no longer keeps is dropped.
+            if !e.retryable {
+                tracing::error!(error = %e.message, "Expo refused to give push receipts; check EXPO_ACCESS_TOKEN");
+            }
+            let uow = UnitOfWork::begin(ctx).await?;
+            push_tickets::Entity::update_many()
+                .col_expr(
+                    push_tickets::Column::CheckAfter,
+                    Expr::value(now + chrono::Duration::minutes(5)),
+                )
+                .filter(push_tickets::Column::Id.is_in(ids))
+                .exec(uow.db())
+                .await?;
+            push_tickets::Entity::delete_many()
+                .filter(push_tickets::Column::CreatedAt.lt(now - RECEIPT_KEPT))
+                .exec(uow.db())
+                .await?;
+            uow.commit().await?;
+            return Err(AppError::internal(format!(
+                "push receipts could not be read: {}",
+                e.message
+            )));
+        }
+    };
     let uow = UnitOfWork::begin(ctx).await?;
     let mut settled = 0;
     for ticket in due {
         match receipts.get(&ticket.id) {
             Some(outcome) => {
                 if let PushOutcome::Failed { message, error } = outcome {
-                    tracing::warn!(push = %ticket.outbox_id, error = ?error, message = %message, "Expo could not deliver a push");
-                    outbox_rows::Entity::update_many()
-                        .col_expr(
-                            outbox_rows::Column::LastError,
-                            Expr::value(crate::domain::payment::refund::truncate(&format!(
-                                "receipt: {} {message}",
-                                error.clone().unwrap_or_default()
-                            ))),
-                        )
-                        .filter(outbox_rows::Column::Id.eq(ticket.outbox_id.clone()))
-                        .exec(uow.db())
-                        .await?;
+                    let why = format!(
+                        "receipt: {} {}",
+                        error.clone().unwrap_or_default(),
+                        scrub(message)
+                    );
+                    tracing::warn!(push = %ticket.outbox_id, error = %why, "Expo could not deliver a push");
+                    let mut update = outbox_rows::Entity::update_many()
+                        .col_expr(outbox_rows::Column::LastError, Expr::value(why))
+                        .filter(outbox_rows::Column::Id.eq(ticket.outbox_id.clone()));
+                    if error.as_deref() == Some("MessageRateExceeded") {
+                        // Expo asks for it to be sent again, later.
+                        update = update
+                            .col_expr(
+                                outbox_rows::Column::Status,
+                                Expr::value(OutboxStatus::Pending.as_str()),
+                            )
+                            .col_expr(
+                                outbox_rows::Column::NextAttemptAt,
+                                Expr::value(now + chrono::Duration::minutes(1)),
+                            )
+                            .filter(outbox_rows::Column::Status.eq(OutboxStatus::Sent.as_str()));
+                    }
+                    update.exec(uow.db()).await?;
                     if error.as_deref() == Some("DeviceNotRegistered") {
-                        device_gone(&uow, &ticket.token).await?;
+                        device_gone(&uow, &ticket.token, ticket.created_at).await?;
                     }
                 }
                 push_tickets::Entity::delete_by_id(ticket.id.clone())

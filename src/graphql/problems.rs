@@ -105,7 +105,8 @@ impl ProblemsQuery {
         first: Option<i32>,
     ) -> Result<Vec<OutboxEmail>> {
         let state = ctx.state()?;
-        let mut q = outbox::Entity::find();
+        // Emails only: a push row's recipient is a device's token.
+        let mut q = outbox::Entity::find().filter(outbox::Column::Channel.eq("email"));
         if let Some(s) = status {
             q = q.filter(outbox::Column::Status.eq(OutboxStatus::from(s).as_str()));
         }

@@ -7,7 +7,8 @@
 //! cannot be told from a 400 without parsing its message), drops the
 //! tickets of the requests it already sent when a later one of its
 //! batches fails, and builds its own HTTP client without a timeout. The
-//! outbox's rules (retry a 5xx or 429, never a 4xx; exactly one record
+//! outbox's rules (retry a 5xx, a 429 or a refused access token, never
+//! another 4xx; exactly one record
 //! per request; a bounded wait) need all three.
 
 use std::collections::HashMap;
@@ -64,15 +65,25 @@ impl ExpoPush {
             let detail = serde_json::from_slice::<Errors>(&bytes)
                 .ok()
                 .and_then(|e| e.errors.into_iter().next())
-                .map(|e| format!(" {}: {}", e.code, e.message))
+                .map(|e| format!(" {}: {}", e.code, crate::domain::push::scrub(&e.message)))
                 .unwrap_or_default();
+            // A refused access token is this server's configuration, not
+            // the messages': they are kept and retried until it is fixed.
+            let unauthorised = matches!(status.as_u16(), 401 | 403);
+            if unauthorised {
+                tracing::error!(
+                    status = status.as_u16(),
+                    "Expo refused the push request: check EXPO_ACCESS_TOKEN"
+                );
+            }
             return Err(PushError {
                 message: format!("Expo answered {}{detail}", status.as_u16())
                     .chars()
                     .take(500)
                     .collect(),
                 retryable: status.is_server_error()
-                    || status == http::StatusCode::TOO_MANY_REQUESTS,
+                    || status == http::StatusCode::TOO_MANY_REQUESTS
+                    || unauthorised,
             });
         }
         Ok(bytes.to_vec())

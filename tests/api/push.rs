@@ -199,6 +199,21 @@ async fn expo_failing_is_retried_and_delivers_once() {
     settle(&app).await;
     assert_eq!(expo.delivered_to(&token(1)).len(), 2);
 
+    // A refused access token is the server's configuration: kept and retried.
+    expo.fail(401, 1);
+    notify(
+        &app,
+        &me,
+        Template::RefundIssued,
+        "refund:r4",
+        refund_data(),
+    )
+    .await;
+    settle(&app).await;
+    due_now(&app).await;
+    settle(&app).await;
+    assert_eq!(expo.delivered_to(&token(1)).len(), 3);
+
     // A 400 would be refused again: given up at once.
     expo.fail(400, 1);
     notify(
@@ -212,7 +227,7 @@ async fn expo_failing_is_retried_and_delivers_once() {
     settle(&app).await;
     due_now(&app).await;
     settle(&app).await;
-    assert_eq!(expo.delivered_to(&token(1)).len(), 2);
+    assert_eq!(expo.delivered_to(&token(1)).len(), 3);
     let dead: Vec<_> = push_rows(&app)
         .await
         .into_iter()
@@ -231,7 +246,7 @@ async fn expo_failing_is_retried_and_delivers_once() {
     )
     .await;
     settle(&app).await;
-    assert_eq!(expo.delivered_to(&token(1)).len(), 2);
+    assert_eq!(expo.delivered_to(&token(1)).len(), 3);
 }
 
 #[tokio::test]
@@ -271,6 +286,32 @@ async fn a_device_not_registered_ticket_or_receipt_removes_the_token() {
         .unwrap();
     assert!(devices(&app, &parent).await.is_empty());
     assert_eq!(app.audit_count("push.device_gone").await, 2);
+
+    // The receipt's message names the token; the row's error does not.
+    let other = push_rows(&app)
+        .await
+        .into_iter()
+        .find(|r| r.recipient == token(2))
+        .unwrap();
+    let error = other.last_error.unwrap();
+    assert!(error.contains("DeviceNotRegistered"), "{error}");
+    assert!(!error.contains("PushToken["), "{error}");
+    assert!(
+        crate::helpers::log_lines()
+            .iter()
+            .all(|l| !l.to_string().contains("PushToken[")),
+        "no push token in any log line"
+    );
+    let admin = app.admin_token().await;
+    let v = app
+        .gql_as(
+            Some(&admin),
+            "{ adminEmails(first: 100) { recipient lastError } }",
+            json!({}),
+        )
+        .await;
+    assert!(v["errors"].is_null(), "{v}");
+    assert!(!v.to_string().contains("PushToken["), "emails only: {v}");
 
     // Nothing more goes to either.
     let before = expo.sends().len();
@@ -388,11 +429,20 @@ async fn reminders_follow_the_preferences_and_never_follow_a_cancellation() {
     assert_eq!(reminder_pushes.len(), 2, "the coach's device, per booking");
     assert!(reminder_pushes.iter().all(|r| r.recipient == token(1)));
     settle(&app).await;
-    // One booking is cancelled before Expo is back.
+    // One booking is cancelled (by the coach: a full refund) before Expo
+    // is back.
     let v = app
-        .gql_as(Some(&parent), CANCEL, json!({ "id": dropped, "r": "ill" }))
+        .gql_as(
+            Some(&coach_token),
+            CANCEL,
+            json!({ "id": dropped, "r": "ill" }),
+        )
         .await;
     assert_eq!(v["data"]["cancelBooking"]["status"], "CANCELLED", "{v}");
+    let refunded = v["data"]["cancelBooking"]["refundedAmount"]["amountMinor"]
+        .as_i64()
+        .unwrap();
+    assert!(refunded > 0, "{v}");
     expo.clear_failures();
     due_now(&app).await;
     settle(&app).await;
@@ -480,6 +530,34 @@ async fn a_channel_turned_off_after_queueing_is_skipped_at_send_time() {
     assert_eq!(statuses.len(), 2);
     assert!(statuses.iter().all(|(_, s)| s == "SKIPPED"), "{statuses:?}");
     assert!(expo.delivered().is_empty());
+}
+
+#[tokio::test]
+async fn a_push_waiting_for_a_device_that_changed_hands_is_not_sent() {
+    let (app, _resend, expo) = push_app().await;
+    let ann = consumer(&app, "ann@example.com").await;
+    let bob = consumer(&app, "bob@example.com").await;
+    register_device(&app, &ann, &token(1), "IOS").await;
+    let ann_id = user_id(&app, &ann).await;
+    expo.fail(503, 1000);
+    notify(
+        &app,
+        &ann_id,
+        Template::RefundIssued,
+        "refund:r1",
+        refund_data(),
+    )
+    .await;
+    settle(&app).await;
+    // The phone is Bob's now: Ann's refund must not show on it.
+    register_device(&app, &bob, &token(1), "IOS").await;
+    expo.clear_failures();
+    due_now(&app).await;
+    settle(&app).await;
+    assert!(expo.delivered().is_empty());
+    let rows = push_rows(&app).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "SKIPPED");
 }
 
 #[tokio::test]
@@ -583,7 +661,17 @@ async fn devices_are_expo_tokens_one_row_each_at_most_ten_and_leave_on_logout() 
         .await
         .unwrap();
     assert_eq!(rows, 1);
-    // Ann cannot drop Bob's device.
+    // Ann cannot drop Bob's device, nor by logging out with its token.
+    let session = app.login("ann@example.com", crate::helpers::PASSWORD).await;
+    let v = app
+        .gql_as(
+            Some(session["data"]["login"]["accessToken"].as_str().unwrap()),
+            "mutation($r: String!, $t: String) { logout(refreshToken: $r, pushToken: $t) }",
+            json!({ "r": session["data"]["login"]["refreshToken"], "t": token(1) }),
+        )
+        .await;
+    assert_eq!(v["data"]["logout"], true, "{v}");
+    assert_eq!(devices(&app, &bob).await.len(), 1);
     let v = app
         .gql_as(
             Some(&ann),

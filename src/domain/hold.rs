@@ -97,16 +97,22 @@ pub async fn create_hold(
         .market_id
         .clone()
         .ok_or(AppError::MarketRequired)?;
-    let profile = coach::find_visible(db, coach_id, None)
-        .await?
+    // The public listing and its weekly rules, from the search index (kept
+    // in step with every committed change; the database still refuses
+    // taken time below).
+    let listing = ctx.listings.snapshot(db).await?;
+    let row = listing
+        .get(coach_id)
+        .cloned()
         .ok_or(AppError::NotFound("coach"))?;
+    let profile = &row.profile;
     if profile.market_id != market_id {
         return Err(AppError::bad_input(
             "coachId",
             "this coach is in another market",
         ));
     }
-    if ctx.policy.payouts_required && !coach::can_be_paid(&profile) {
+    if ctx.policy.payouts_required && !coach::can_be_paid(profile) {
         return Err(AppError::bad_input(
             "coachId",
             "this coach cannot take bookings until their payouts are set up",
@@ -114,12 +120,12 @@ pub async fn create_hold(
     }
     let duration = u32::try_from(duration_minutes)
         .ok()
-        .filter(|d| durations_of(&profile).contains(d))
+        .filter(|d| durations_of(profile).contains(d))
         .ok_or_else(|| {
             AppError::bad_input("durationMinutes", "the coach does not offer this duration")
         })?;
     let now = Utc::now();
-    let rules = availability::load_rules(db, &profile.id).await?;
+    let rules: Vec<_> = row.availability.iter().map(availability::rule_of).collect();
     // Offered by the rules and the notice; taken time is the database's
     // to refuse (CONFLICT), atomically.
     let offered = availability::is_offered(

@@ -326,11 +326,15 @@ impl ListingIndex {
                 .all(db)
                 .await?,
         };
-        self.full_loads.fetch_add(1, Ordering::SeqCst);
-        Ok(Snapshot::new(
-            self.rows_of(profiles, links, page),
-            loaded_at,
-        ))
+        let first = self.full_loads.fetch_add(1, Ordering::SeqCst) == 0;
+        let snapshot = Snapshot::new(self.rows_of(profiles, links, page), loaded_at);
+        let (listings, ms) = (snapshot.rows.len(), loaded_at.elapsed().as_millis());
+        if first {
+            tracing::info!(listings, ms, "search index loaded");
+        } else {
+            tracing::debug!(listings, ms, "search index loaded again");
+        }
+        Ok(snapshot)
     }
 
     /// `current` with the listings of `coaches` read afresh (those no longer

@@ -260,7 +260,7 @@ impl Extension for CostLimit {
         // walks every spread fragment again, without memoising, so a
         // fragment tree would cost seconds before any limit looked at it.
         // A document that does not parse is left to the engine to report.
-        if let Ok(doc) = async_graphql::parser::parse_query(query) {
+        if let Ok(doc) = crate::graphql::documents::parse(query) {
             self.check(&doc, variables)?;
         }
         next.run(ctx, query, variables).await

@@ -8,6 +8,7 @@ pub mod coach;
 pub mod commerce;
 pub mod context;
 pub mod cost;
+pub mod documents;
 pub mod errors;
 pub mod guards;
 pub mod loaders;

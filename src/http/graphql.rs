@@ -233,7 +233,7 @@ pub async fn graphql_get(
 /// The name and type of the operation a request selects (the name from
 /// the document when the request names none).
 fn operation_of(r: &GqlRequest) -> (Option<String>, Option<OperationType>) {
-    let Ok(doc) = async_graphql::parser::parse_query(&r.query) else {
+    let Ok(doc) = crate::graphql::documents::parse(&r.query) else {
         return (r.operation_name.clone(), None);
     };
     match &doc.operations {
@@ -256,7 +256,7 @@ fn operation_of(r: &GqlRequest) -> (Option<String>, Option<OperationType>) {
 /// Whether the operation a request selects is a query (a document that
 /// does not parse is left to the engine, which reports why).
 fn is_query(r: &GqlRequest) -> bool {
-    let Ok(doc) = async_graphql::parser::parse_query(&r.query) else {
+    let Ok(doc) = crate::graphql::documents::parse(&r.query) else {
         return true;
     };
     let ty = match &doc.operations {
@@ -374,6 +374,11 @@ async fn execute(
             }
         }
         names.push(name);
+        let mut r = r;
+        // The engine takes the document already parsed (and remembered).
+        if let Ok(doc) = crate::graphql::documents::parse(&r.query) {
+            r.set_parsed_query((*doc).clone());
+        }
         let r = r
             .data(ctx.clone())
             .data(Loaders::new(&state.domain.db, &state.review_cache));

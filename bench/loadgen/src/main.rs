@@ -66,7 +66,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn post(client: &reqwest::Client, url: &str, token: &str, body: String) -> Result<serde_json::Value, String> {
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: String,
+) -> Result<serde_json::Value, String> {
     let r = client
         .post(url)
         .header("content-type", "application/json")
@@ -109,8 +114,13 @@ async fn main() {
     for i in 0..total {
         let due = start + interval.mul_f64(i as f64);
         tokio::time::sleep_until(due.into()).await;
-        let (client, url, tokens, coaches, tally) =
-            (client.clone(), url.clone(), tokens.clone(), coaches.clone(), tally.clone());
+        let (client, url, tokens, coaches, tally) = (
+            client.clone(),
+            url.clone(),
+            tokens.clone(),
+            coaches.clone(),
+            tally.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let token = &tokens[(i as usize) % tokens.len()];
             let coach = &coaches[(i as usize) % coaches.len()];

@@ -124,8 +124,9 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let token = &tokens[(i as usize) % tokens.len()];
             let coach = &coaches[(i as usize) % coaches.len()];
-            // Distinct 30-minute slots per coach, within 180 days.
-            let step = (i as usize / coaches.len()) % (170 * 48);
+            // Distinct 30-minute slots per coach over 14 days (then again:
+            // each hold is released at once).
+            let step = (i as usize / coaches.len()) % (14 * 48);
             let start_at = iso(base_day + step as i64 * 1800);
             let body = serde_json::json!({
                 "query": "mutation($c: ID!, $s: DateTime!) { createHold(coachId: $c, startAt: $s, durationMinutes: 30) { id } }",

@@ -181,12 +181,43 @@ pub async fn queue_new(
     if !choices.allows(Kind::of(template), Channel::Email) {
         return Ok(false);
     }
+    let inserted = outbox::Entity::insert(pending_row(
+        "email",
+        &to.email,
+        &to.user_id,
+        template,
+        &data,
+        key,
+    ))
+    .on_conflict(
+        OnConflict::column(outbox::Column::IdempotencyKey)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(uow.db())
+    .await?;
+    if inserted == 1 {
+        uow.email_queued();
+    }
+    Ok(inserted == 1)
+}
+
+/// A new outbox row, due now: an email to an address, or a push to a
+/// device's token (`channel`).
+pub(crate) fn pending_row(
+    channel: &str,
+    recipient: &str,
+    user_id: &str,
+    template: Template,
+    data: &serde_json::Value,
+    key: &str,
+) -> outbox::ActiveModel {
     let now = Utc::now();
-    let inserted = outbox::Entity::insert(outbox::ActiveModel {
+    outbox::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
-        channel: Set("email".into()),
-        recipient: Set(to.email.clone()),
-        user_id: Set(Some(to.user_id.clone())),
+        channel: Set(channel.into()),
+        recipient: Set(recipient.into()),
+        user_id: Set(Some(user_id.into())),
         template: Set(template.as_str().into()),
         data: Set(data.to_string()),
         idempotency_key: Set(key.chars().take(255).collect()),
@@ -199,18 +230,7 @@ pub async fn queue_new(
         created_at: Set(now),
         sent_at: Set(None),
         updated_at: Set(now),
-    })
-    .on_conflict(
-        OnConflict::column(outbox::Column::IdempotencyKey)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(uow.db())
-    .await?;
-    if inserted == 1 {
-        uow.email_queued();
     }
-    Ok(inserted == 1)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -321,30 +321,19 @@ pub async fn queue(
     if devices.is_empty() {
         return Ok(0);
     }
-    let now = Utc::now();
     let rows = devices.iter().map(|d| {
         let mut data = data.clone();
         if let Some(map) = data.as_object_mut() {
             map.insert("device_id".into(), d.id.clone().into());
         }
-        outbox_rows::ActiveModel {
-            id: Set(uuid::Uuid::now_v7().to_string()),
-            channel: Set("push".into()),
-            recipient: Set(d.token.clone()),
-            user_id: Set(Some(to.user_id.clone())),
-            template: Set(template.as_str().into()),
-            data: Set(data.to_string()),
-            idempotency_key: Set(format!("push:{key}:{}", d.id).chars().take(255).collect()),
-            status: Set(OutboxStatus::Pending.as_str().into()),
-            attempts: Set(0),
-            next_attempt_at: Set(now),
-            locked_until: Set(None),
-            last_error: Set(None),
-            provider_ref: Set(None),
-            created_at: Set(now),
-            sent_at: Set(None),
-            updated_at: Set(now),
-        }
+        crate::domain::email::pending_row(
+            "push",
+            &d.token,
+            &to.user_id,
+            template,
+            &data,
+            &format!("push:{key}:{}", d.id),
+        )
     });
     let inserted = outbox_rows::Entity::insert_many(rows)
         .on_conflict(

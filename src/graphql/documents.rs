@@ -3,16 +3,17 @@
 //! more CPU than serving a whole coach page from the index, and each
 //! request needed the document three times (its name for the logs, the
 //! cost limit, the engine). A bounded map: at most [`CAPACITY`] documents
-//! of at most [`MAX_QUERY_BYTES`] each, emptied when full, so a client
-//! sending ever-new documents only costs itself their parsing.
+//! of at most [`MAX_QUERY_BYTES`] each (a few MiB at worst; longer texts
+//! are parsed every time), emptied when full, so a client sending
+//! ever-new documents only costs itself their parsing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use async_graphql::parser::types::ExecutableDocument;
 
-pub const CAPACITY: usize = 512;
-pub const MAX_QUERY_BYTES: usize = 16 * 1024;
+pub const CAPACITY: usize = 256;
+pub const MAX_QUERY_BYTES: usize = 4 * 1024;
 
 type Cache = Mutex<HashMap<Box<str>, Arc<ExecutableDocument>>>;
 

@@ -82,6 +82,22 @@ async fn notify(app: &TestApp, user_id: &str, template: Template, key: &str, dat
     uow.commit().await.unwrap();
 }
 
+/// A refund notification while Expo answers `status` once, then again
+/// once the retry is due.
+async fn refund_after_failure(
+    app: &TestApp,
+    expo: &FakeExpo,
+    user_id: &str,
+    status: u16,
+    key: &str,
+) {
+    expo.fail(status, 1);
+    notify(app, user_id, Template::RefundIssued, key, refund_data()).await;
+    settle(app).await;
+    due_now(app).await;
+    settle(app).await;
+}
+
 fn refund_data() -> Value {
     json!({ "amount_minor": 2500, "currency": "USD" })
 }
@@ -166,18 +182,7 @@ async fn expo_failing_is_retried_and_delivers_once() {
     let me = user_id(&app, &parent).await;
 
     // 500, then 200.
-    expo.fail(500, 1);
-    notify(
-        &app,
-        &me,
-        Template::RefundIssued,
-        "refund:r1",
-        refund_data(),
-    )
-    .await;
-    settle(&app).await;
-    due_now(&app).await;
-    settle(&app).await;
+    refund_after_failure(&app, &expo, &me, 500, "refund:r1").await;
     assert_eq!(expo.delivered_to(&token(1)).len(), 1);
     assert_eq!(expo.sends().len(), 2, "one failed request, one delivery");
     let rows = push_rows(&app).await;
@@ -185,48 +190,15 @@ async fn expo_failing_is_retried_and_delivers_once() {
     assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("SENT", 2));
 
     // 429 is retried too.
-    expo.fail(429, 1);
-    notify(
-        &app,
-        &me,
-        Template::RefundIssued,
-        "refund:r2",
-        refund_data(),
-    )
-    .await;
-    settle(&app).await;
-    due_now(&app).await;
-    settle(&app).await;
+    refund_after_failure(&app, &expo, &me, 429, "refund:r2").await;
     assert_eq!(expo.delivered_to(&token(1)).len(), 2);
 
     // A refused access token is the server's configuration: kept and retried.
-    expo.fail(401, 1);
-    notify(
-        &app,
-        &me,
-        Template::RefundIssued,
-        "refund:r4",
-        refund_data(),
-    )
-    .await;
-    settle(&app).await;
-    due_now(&app).await;
-    settle(&app).await;
+    refund_after_failure(&app, &expo, &me, 401, "refund:r4").await;
     assert_eq!(expo.delivered_to(&token(1)).len(), 3);
 
     // A 400 would be refused again: given up at once.
-    expo.fail(400, 1);
-    notify(
-        &app,
-        &me,
-        Template::RefundIssued,
-        "refund:r3",
-        refund_data(),
-    )
-    .await;
-    settle(&app).await;
-    due_now(&app).await;
-    settle(&app).await;
+    refund_after_failure(&app, &expo, &me, 400, "refund:r3").await;
     assert_eq!(expo.delivered_to(&token(1)).len(), 3);
     let dead: Vec<_> = push_rows(&app)
         .await

@@ -3,6 +3,8 @@
 //! second hold of the same time.
 
 use chrono::{DateTime, Duration, Utc};
+use std::sync::Arc;
+
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set,
@@ -91,21 +93,17 @@ pub async fn create_hold(
         return Err(AppError::Forbidden("only consumers hold slots"));
     }
     require_verified(user)?;
-    let db = &ctx.db;
     let market_id = user
         .user
         .market_id
         .clone()
         .ok_or(AppError::MarketRequired)?;
-    // The public listing and its weekly rules, from the search index (kept
-    // in step with every committed change; the database still refuses
-    // taken time below).
-    let listing = ctx.listings.snapshot(db).await?;
-    let row = listing
-        .get(coach_id)
-        .cloned()
-        .ok_or(AppError::NotFound("coach"))?;
-    let profile = &row.profile;
+    // The public listing and its weekly rules: from the search index while
+    // it follows every commit (this process's at once; on PostgreSQL other
+    // instances' through its listener, within milliseconds), else from the
+    // database. Taken time is refused by the database below either way.
+    let (profile, rules) = listing_of(ctx, coach_id).await?;
+    let profile = &profile;
     if profile.market_id != market_id {
         return Err(AppError::bad_input(
             "coachId",
@@ -125,7 +123,6 @@ pub async fn create_hold(
             AppError::bad_input("durationMinutes", "the coach does not offer this duration")
         })?;
     let now = Utc::now();
-    let rules: Vec<_> = row.availability.iter().map(availability::rule_of).collect();
     // Offered by the rules and the notice; taken time is the database's
     // to refuse (CONFLICT), atomically.
     let offered = availability::is_offered(
@@ -202,6 +199,26 @@ pub async fn create_hold(
     ))?;
     uow.commit().await?;
     Ok(hold)
+}
+
+/// A public coach's profile and weekly rules, for a hold.
+async fn listing_of(
+    ctx: &DomainCtx,
+    coach_id: &str,
+) -> AppResult<(Arc<entity::coach_profiles::Model>, Vec<availability::Rule>)> {
+    let follows_commits = ctx.listings.is_listening()
+        || ctx.db.get_database_backend() == sea_orm::DatabaseBackend::Sqlite;
+    if follows_commits {
+        let listing = ctx.listings.snapshot(&ctx.db).await?;
+        let row = listing.get(coach_id).ok_or(AppError::NotFound("coach"))?;
+        let rules = row.availability.iter().map(availability::rule_of).collect();
+        return Ok((row.profile.clone(), rules));
+    }
+    let profile = coach::find_visible(&ctx.db, coach_id, None)
+        .await?
+        .ok_or(AppError::NotFound("coach"))?;
+    let rules = availability::load_rules(&ctx.db, &profile.id).await?;
+    Ok((Arc::new(profile), rules))
 }
 
 /// The consumer's reservations that still keep a coach's time and can

@@ -261,14 +261,16 @@ impl Extension for CostLimit {
         // fragment tree would cost seconds before any limit looked at it.
         // A document that does not parse is left to the engine to report.
         if let Ok(doc) = crate::graphql::documents::parse(query) {
-            self.check(&doc, variables)?;
+            let fields = self.check(&doc, variables)?;
+            crate::graphql::documents::remember(query, doc, fields);
         }
         next.run(ctx, query, variables).await
     }
 }
 
 impl CostLimit {
-    fn check(&self, doc: &ExecutableDocument, variables: &Variables) -> ServerResult<()> {
+    /// The document's field selections, when within the limits.
+    fn check(&self, doc: &ExecutableDocument, variables: &Variables) -> ServerResult<usize> {
         let c = measure(doc, variables).map_err(refuse)?;
         if c.fields > self.max_fields {
             return Err(refuse(format!(
@@ -282,7 +284,7 @@ impl CostLimit {
                 c.cost, self.max_cost
             )));
         }
-        Ok(())
+        Ok(usize::try_from(c.fields).unwrap_or(usize::MAX))
     }
 }
 

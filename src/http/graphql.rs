@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
 use async_graphql::{
     BatchRequest, BatchResponse, ErrorExtensionValues, Request as GqlRequest,
     Response as GqlResponse, ServerError, Variables,
@@ -232,8 +232,11 @@ pub async fn graphql_get(
 
 /// The name and type of the operation a request selects (the name from
 /// the document when the request names none).
-fn operation_of(r: &GqlRequest) -> (Option<String>, Option<OperationType>) {
-    let Ok(doc) = crate::graphql::documents::parse(&r.query) else {
+fn operation_of(
+    r: &GqlRequest,
+    doc: Option<&ExecutableDocument>,
+) -> (Option<String>, Option<OperationType>) {
+    let Some(doc) = doc else {
         return (r.operation_name.clone(), None);
     };
     match &doc.operations {
@@ -364,7 +367,8 @@ async fn execute(
         };
         // The operation's name (from the document when the body names
         // none) and type, for the access line and the metrics.
-        let (name, ty) = operation_of(&r);
+        let doc = crate::graphql::documents::parse(&r.query).ok();
+        let (name, ty) = operation_of(&r, doc.as_deref());
         if names.is_empty() {
             if let Some(n) = &name {
                 span.record("operation", n.as_str());
@@ -375,8 +379,8 @@ async fn execute(
         }
         names.push(name);
         let mut r = r;
-        // The engine takes the document already parsed (and remembered).
-        if let Ok(doc) = crate::graphql::documents::parse(&r.query) {
+        // The engine takes the document already parsed (or remembered).
+        if let Some(doc) = doc {
             r.set_parsed_query((*doc).clone());
         }
         let r = r

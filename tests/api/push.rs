@@ -92,10 +92,15 @@ async fn refund_after_failure(
     key: &str,
 ) {
     expo.fail(status, 1);
-    notify(app, user_id, Template::RefundIssued, key, refund_data()).await;
+    notify_refund(app, user_id, key).await;
     settle(app).await;
     due_now(app).await;
     settle(app).await;
+}
+
+/// A refund notification to `user_id` under `key`.
+async fn notify_refund(app: &TestApp, user_id: &str, key: &str) {
+    notify(app, user_id, Template::RefundIssued, key, refund_data()).await;
 }
 
 fn refund_data() -> Value {
@@ -209,14 +214,7 @@ async fn expo_failing_is_retried_and_delivers_once() {
     assert!(dead[0].last_error.as_deref().unwrap().contains("400"));
 
     // The same notification queued again pushes nothing more.
-    notify(
-        &app,
-        &me,
-        Template::RefundIssued,
-        "refund:r1",
-        refund_data(),
-    )
-    .await;
+    notify_refund(&app, &me, "refund:r1").await;
     settle(&app).await;
     assert_eq!(expo.delivered_to(&token(1)).len(), 3);
 }
@@ -230,14 +228,7 @@ async fn a_device_not_registered_ticket_or_receipt_removes_the_token() {
     let me = user_id(&app, &parent).await;
     expo.gone_at_ticket(&token(1));
     expo.gone_at_receipt(&token(2));
-    notify(
-        &app,
-        &me,
-        Template::RefundIssued,
-        "refund:r1",
-        refund_data(),
-    )
-    .await;
+    notify_refund(&app, &me, "refund:r1").await;
     settle(&app).await;
 
     let left = devices(&app, &parent).await;
@@ -287,14 +278,7 @@ async fn a_device_not_registered_ticket_or_receipt_removes_the_token() {
 
     // Nothing more goes to either.
     let before = expo.sends().len();
-    notify(
-        &app,
-        &me,
-        Template::RefundIssued,
-        "refund:r2",
-        refund_data(),
-    )
-    .await;
+    notify_refund(&app, &me, "refund:r2").await;
     settle(&app).await;
     assert_eq!(expo.sends().len(), before);
 }
@@ -512,14 +496,7 @@ async fn a_push_waiting_for_a_device_that_changed_hands_is_not_sent() {
     register_device(&app, &ann, &token(1), "IOS").await;
     let ann_id = user_id(&app, &ann).await;
     expo.fail(503, 1000);
-    notify(
-        &app,
-        &ann_id,
-        Template::RefundIssued,
-        "refund:r1",
-        refund_data(),
-    )
-    .await;
+    notify_refund(&app, &ann_id, "refund:r1").await;
     settle(&app).await;
     // The phone is Bob's now: Ann's refund must not show on it.
     register_device(&app, &bob, &token(1), "IOS").await;

@@ -10,12 +10,16 @@ use sea_orm::{
 
 /// Opens the pool. SQLite gets WAL (readers never wait for the writer), a
 /// busy timeout (writers queue instead of failing) and foreign keys on.
+/// A connection is checked before use only after it sat idle for a second
+/// (one that was just used is fine, and a check on every use would add a
+/// round trip to each statement outside a transaction and to each `BEGIN`).
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_string());
     opts.max_connections(max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire_if_idle_for(Duration::from_secs(1))
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)

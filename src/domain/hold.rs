@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, Set, Statement,
 };
 
 use crate::domain::auth::CurrentUser;
@@ -152,53 +153,153 @@ pub async fn create_hold(
     let end = start + Duration::minutes(i64::from(duration));
     let expires = now + ctx.policy.hold_ttl();
 
+    let hold = holds::Model {
+        id: uuid::Uuid::now_v7().to_string(),
+        coach_id: profile.id.clone(),
+        consumer_id: user.id.clone(),
+        start_at: start,
+        end_at: end,
+        expires_at: expires,
+        status: HoldStatus::Active.as_str().into(),
+        created_at: now,
+    };
     let uow = UnitOfWork::begin(ctx).await?;
-    let txn = uow.db();
-    reservation::lock_consumer_and_coach(txn, &user.id, &profile.id).await?;
+    reservation::lock_consumer_and_coach(uow.db(), &user.id, &profile.id).await?;
     uow.happened(crate::domain::activity::Happened::HoldCreated);
-    if open_reservations(txn, &user.id, now).await? >= MAX_OPEN_RESERVATIONS {
-        return Err(conflict(
-            "you already hold or owe payment for 3 sessions; pay for, cancel or release one first",
-        ));
+    if uow.db().get_database_backend() == DatabaseBackend::Postgres {
+        take_time_postgres(uow.db(), &hold, now).await?;
+    } else {
+        take_time(uow.db(), &hold, now).await?;
+    }
+    uow.commit().await?;
+    Ok(hold)
+}
+
+fn too_many_open() -> AppError {
+    conflict("you already hold or owe payment for 3 sessions; pay for, cancel or release one first")
+}
+
+fn just_taken() -> AppError {
+    conflict("this time was just taken")
+}
+
+/// The new hold's reservation row.
+fn reservation_of(hold: &holds::Model) -> reservations::ActiveModel {
+    reservations::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        coach_id: Set(hold.coach_id.clone()),
+        hold_id: Set(hold.id.clone()),
+        booking_id: Set(None),
+        start_s: Set(hold.start_at.timestamp()),
+        end_s: Set(hold.end_at.timestamp()),
+        live_until_s: Set(Some(hold.expires_at.timestamp())),
+        active: Set(true),
+    }
+}
+
+/// Writes the hold and takes its time, under the consumer's and the
+/// coach's locks: refused past the cap, or where live time overlaps.
+async fn take_time<C: ConnectionTrait>(
+    txn: &C,
+    hold: &holds::Model,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    if open_reservations(txn, &hold.consumer_id, now).await? >= MAX_OPEN_RESERVATIONS {
+        return Err(too_many_open());
     }
     reservation::clear_lapsed(
         txn,
-        &profile.id,
-        start.timestamp(),
-        end.timestamp(),
+        &hold.coach_id,
+        hold.start_at.timestamp(),
+        hold.end_at.timestamp(),
         now.timestamp(),
     )
     .await?;
-    let hold = holds::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
-        coach_id: Set(profile.id.clone()),
-        consumer_id: Set(user.id.clone()),
-        start_at: Set(start),
-        end_at: Set(end),
-        expires_at: Set(expires),
-        status: Set(HoldStatus::Active.as_str().into()),
-        created_at: Set(now),
+    holds::ActiveModel::from(hold.clone()).insert(txn).await?;
+    reservation_of(hold)
+        .insert(txn)
+        .await
+        .map_err(on_constraint(reservation::NO_OVERLAP, just_taken()))?;
+    Ok(())
+}
+
+/// [`take_time`] in one statement on PostgreSQL, the hot path of booking:
+/// the cap's count, the hold and its reservation. The statement starts
+/// after the locks were taken, so its snapshot sees every hold committed
+/// before. Only when the time overlaps does a second look follow: lapsed
+/// reservations there are cleared and the reservation tried again.
+///
+/// The count starts from the consumer's holds and looks up each one's
+/// reservation by its unique key, written so that no statistics can turn
+/// it into a scan of all reservations (when every reservation in the
+/// table is inactive, the planner would otherwise start from `active`).
+async fn take_time_postgres<C: ConnectionTrait>(
+    txn: &C,
+    hold: &holds::Model,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let reservation = reservation_of(hold);
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "WITH open AS ( \
+               SELECT count(*) AS n FROM holds h \
+               WHERE h.consumer_id = $3 AND h.status IN ($7, $15) \
+               AND (SELECT r.active AND r.live_until_s > $9 FROM reservations r WHERE r.hold_id = h.id)), \
+             hold AS ( \
+               INSERT INTO holds (id, coach_id, consumer_id, start_at, end_at, expires_at, status, created_at) \
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM open WHERE open.n < $10 RETURNING id), \
+             taken AS ( \
+               INSERT INTO reservations (id, coach_id, hold_id, booking_id, start_s, end_s, live_until_s, active) \
+               SELECT $11, $2, hold.id, NULL, $12, $13, $14, true FROM hold \
+               ON CONFLICT DO NOTHING RETURNING id) \
+             SELECT (SELECT n FROM open) AS open, (SELECT count(*) FROM taken) AS taken",
+            [
+                hold.id.clone().into(),
+                hold.coach_id.clone().into(),
+                hold.consumer_id.clone().into(),
+                hold.start_at.into(),
+                hold.end_at.into(),
+                hold.expires_at.into(),
+                hold.status.clone().into(),
+                hold.created_at.into(),
+                now.timestamp().into(),
+                (MAX_OPEN_RESERVATIONS as i64).into(),
+                reservation.id.clone().unwrap().into(),
+                hold.start_at.timestamp().into(),
+                hold.end_at.timestamp().into(),
+                hold.expires_at.timestamp().into(),
+                HoldStatus::Converted.as_str().into(),
+            ],
+        ))
+        .await?
+        .ok_or_else(|| AppError::internal("the hold statement returned no row"))?;
+    let open: i64 = row.try_get("", "open")?;
+    let taken: i64 = row.try_get("", "taken")?;
+    if open >= MAX_OPEN_RESERVATIONS as i64 {
+        return Err(too_many_open());
     }
-    .insert(txn)
+    if taken == 1 {
+        return Ok(());
+    }
+    // The hold row is written; the time overlaps a reservation, perhaps
+    // only lapsed ones.
+    let cleared = reservation::clear_lapsed(
+        txn,
+        &hold.coach_id,
+        hold.start_at.timestamp(),
+        hold.end_at.timestamp(),
+        now.timestamp(),
+    )
     .await?;
-    reservations::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
-        coach_id: Set(profile.id.clone()),
-        hold_id: Set(hold.id.clone()),
-        booking_id: Set(None),
-        start_s: Set(start.timestamp()),
-        end_s: Set(end.timestamp()),
-        live_until_s: Set(Some(expires.timestamp())),
-        active: Set(true),
+    if cleared == 0 {
+        return Err(just_taken());
     }
-    .insert(txn)
-    .await
-    .map_err(on_constraint(
-        reservation::NO_OVERLAP,
-        conflict("this time was just taken"),
-    ))?;
-    uow.commit().await?;
-    Ok(hold)
+    reservation
+        .insert(txn)
+        .await
+        .map_err(on_constraint(reservation::NO_OVERLAP, just_taken()))?;
+    Ok(())
 }
 
 /// A public coach's profile and weekly rules, for a hold.
@@ -229,10 +330,17 @@ pub async fn open_reservations<C: ConnectionTrait>(
     consumer_id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<u64> {
+    // Only an ACTIVE hold or one CONVERTED into a booking can still keep
+    // time (releasing or expiring a hold frees its reservation): the index
+    // on (consumer, status) then skips the consumer's history.
     let own_holds = Query::select()
         .column(holds::Column::Id)
         .from(holds::Entity)
         .and_where(holds::Column::ConsumerId.eq(consumer_id))
+        .and_where(
+            holds::Column::Status
+                .is_in([HoldStatus::Active.as_str(), HoldStatus::Converted.as_str()]),
+        )
         .to_owned();
     Ok(reservations::Entity::find()
         .filter(reservations::Column::Active.eq(true))
@@ -276,6 +384,9 @@ pub async fn take_active<C: ConnectionTrait>(
 
 /// Releases the caller's active hold; the time is free at once.
 pub async fn release_hold(ctx: &DomainCtx, user: &CurrentUser, hold_id: &str) -> AppResult<()> {
+    if ctx.db.get_database_backend() == DatabaseBackend::Postgres {
+        return release_hold_postgres(ctx, user, hold_id).await;
+    }
     let hold = own_hold(&ctx.db, user, hold_id).await?;
     let uow = UnitOfWork::begin(ctx).await?;
     if !take_active(uow.db(), &hold.id, HoldStatus::Released, Utc::now()).await? {
@@ -288,6 +399,45 @@ pub async fn release_hold(ctx: &DomainCtx, user: &CurrentUser, hold_id: &str) ->
         .exec(uow.db())
         .await?;
     uow.commit().await
+}
+
+/// [`release_hold`] as one statement, so one transaction with nothing
+/// else to record: the hold (the caller's, still active) and its time
+/// together. Only a refusal looks further, to say which it is.
+async fn release_hold_postgres(
+    ctx: &DomainCtx,
+    user: &CurrentUser,
+    hold_id: &str,
+) -> AppResult<()> {
+    if hold_id.len() > 64 {
+        return Err(AppError::NotFound("hold"));
+    }
+    let row = ctx
+        .db
+        .query_one_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "WITH released AS ( \
+               UPDATE holds SET status = $4 \
+               WHERE id = $1 AND consumer_id = $2 AND status = $5 AND expires_at > $3 RETURNING id), \
+             freed AS ( \
+               UPDATE reservations SET active = false \
+               WHERE hold_id = $1 AND booking_id IS NULL AND EXISTS (SELECT 1 FROM released) RETURNING id) \
+             SELECT (SELECT count(*) FROM released) AS released, (SELECT count(*) FROM freed) AS freed",
+            [
+                hold_id.into(),
+                user.id.clone().into(),
+                Utc::now().into(),
+                HoldStatus::Released.as_str().into(),
+                HoldStatus::Active.as_str().into(),
+            ],
+        ))
+        .await?
+        .ok_or_else(|| AppError::internal("the release statement returned no row"))?;
+    if row.try_get::<i64>("", "released")? == 1 {
+        return Ok(());
+    }
+    own_hold(&ctx.db, user, hold_id).await?;
+    Err(conflict("the hold is no longer active"))
 }
 
 /// Lapsed holds become EXPIRED, and lapsed reservations inactive (their

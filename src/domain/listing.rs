@@ -12,17 +12,25 @@
 //!   loaded before is stale, since notifications sent meanwhile are lost;
 //! - a search after a change waits until the stale coaches are read again
 //!   (two statements), so it never shows a listing that has left search;
-//! - every `MAX_AGE` the whole index is reloaded in the background: the
-//!   safety net for an SQLite file written by another process, or a change
-//!   no trigger saw. Rarely, on purpose: a full reload of 10,000 listings
-//!   costs ~80 ms of CPU and churns memory.
+//! - every `MAX_AGE` (on PostgreSQL while its listener runs, every
+//!   `MAX_AGE_LISTENING`) the whole index is reloaded in the background:
+//!   the safety net for an SQLite file written by another process, or a
+//!   change no trigger saw. Such a refresh never makes a search wait: it
+//!   reads the listings a page at a time, resting between pages, while
+//!   searches are served (and changes applied) on the current snapshot;
+//!   changes announced while it read are applied again over its result.
+//!   Rows that did not change are shared with the current snapshot, so
+//!   memory does not double while it runs.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use sea_orm::{ColumnTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use tokio::sync::{Mutex, watch};
 
 use crate::domain::coach::CoachStatus;
@@ -31,8 +39,18 @@ use crate::error::AppResult;
 use entity::{availability_rules, coach_categories, coach_profiles, packages};
 
 pub const MAX_AGE: Duration = Duration::from_secs(60);
+/// The age of a refresh while PostgreSQL announces every change.
+pub const MAX_AGE_LISTENING: Duration = Duration::from_secs(15 * 60);
 
-#[derive(Debug, Clone)]
+/// Listings read per statement by a load: bounds the rows held besides the
+/// index, and lets a background refresh rest between pages.
+const PAGE: u64 = 2_000;
+
+/// A background refresh rests this many times as long as each page took,
+/// so it takes at most a fifth of a core from the searches meanwhile.
+const REST_FACTOR: u32 = 4;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListingRow {
     pub id: String,
     /// The whole public profile, served as it is on a search page.
@@ -125,6 +143,15 @@ struct Pending {
     all: bool,
     /// These coaches changed: reload just them.
     coaches: HashSet<String>,
+    /// While a background refresh reads: the changes announced since it
+    /// began (it may have read those coaches before they changed).
+    during_refresh: Option<Changes>,
+}
+
+#[derive(Default)]
+struct Changes {
+    all: bool,
+    coaches: HashSet<String>,
 }
 
 /// Past this many changed coaches, one full reload is cheaper.
@@ -141,6 +168,7 @@ pub struct ListingIndex {
     /// An age-driven refresh is under way in the background.
     refreshing: AtomicBool,
     max_age_ms: AtomicU64,
+    max_age_listening_ms: AtomicU64,
     /// Notifications of other writers' changes are being received.
     listening: AtomicBool,
     full_loads: AtomicU64,
@@ -161,26 +189,53 @@ impl ListingIndex {
             current: RwLock::new(None),
             pending: std::sync::Mutex::new(Pending {
                 all: true,
-                coaches: HashSet::new(),
+                ..Pending::default()
             }),
             dirty: AtomicBool::new(true),
             reloading: Mutex::new(()),
             refreshing: AtomicBool::new(false),
             max_age_ms: AtomicU64::new(MAX_AGE.as_millis() as u64),
+            max_age_listening_ms: AtomicU64::new(MAX_AGE_LISTENING.as_millis() as u64),
             listening: AtomicBool::new(false),
             full_loads: AtomicU64::new(0),
             partial_loads: AtomicU64::new(0),
         }
     }
 
-    fn mark(&self, change: impl FnOnce(&mut Pending)) {
+    /// Records changes: everything (`all`), or these coaches.
+    fn mark<'a>(&self, all: bool, coaches: impl IntoIterator<Item = &'a String>) {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        change(&mut p);
+        let p = &mut *p;
+        for changes in [
+            Some(&mut p.all),
+            p.during_refresh.as_mut().map(|c| &mut c.all),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *changes |= all;
+        }
+        if !all {
+            for id in coaches {
+                if !p.all {
+                    p.coaches.insert(id.clone());
+                }
+                if let Some(c) = p.during_refresh.as_mut().filter(|c| !c.all) {
+                    c.coaches.insert(id.clone());
+                }
+            }
+        }
         if p.coaches.len() > MAX_PARTIAL {
             p.all = true;
         }
         if p.all {
             p.coaches.clear();
+        }
+        if let Some(c) = p.during_refresh.as_mut()
+            && (c.all || c.coaches.len() > MAX_PARTIAL)
+        {
+            c.all = true;
+            c.coaches.clear();
         }
         // Under the lock, so taking the changes and clearing this agree.
         self.dirty.store(true, Ordering::SeqCst);
@@ -189,17 +244,13 @@ impl ListingIndex {
     /// Marks the whole index stale: no search starting after this is served
     /// from the current snapshot; the next one reloads it, the others wait.
     pub fn invalidate(&self) {
-        self.mark(|p| p.all = true);
+        self.mark(true, []);
     }
 
     /// Marks one coach's listing stale, with the same promise as
     /// [`invalidate`](Self::invalidate); only that coach is reloaded.
     pub fn invalidate_coach(&self, coach_id: &str) {
-        self.mark(|p| {
-            if !p.all {
-                p.coaches.insert(coach_id.to_string());
-            }
-        });
+        self.mark(false, [&coach_id.to_string()]);
     }
 
     /// Whether a change was announced since the snapshot was made (the next
@@ -208,10 +259,21 @@ impl ListingIndex {
         self.dirty.load(Ordering::SeqCst)
     }
 
-    /// How old a snapshot may get before it is refreshed in the background.
+    /// How old a snapshot may get before it is refreshed in the background
+    /// (whether or not the listener runs).
     pub fn set_max_age(&self, max_age: Duration) {
-        self.max_age_ms
-            .store(max_age.as_millis() as u64, Ordering::Relaxed);
+        for age in [&self.max_age_ms, &self.max_age_listening_ms] {
+            age.store(max_age.as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn max_age(&self) -> Duration {
+        let age = if self.is_listening() {
+            &self.max_age_listening_ms
+        } else {
+            &self.max_age_ms
+        };
+        Duration::from_millis(age.load(Ordering::Relaxed))
     }
 
     /// Whether [`listen`] is receiving other writers' changes.
@@ -253,8 +315,9 @@ impl ListingIndex {
         if !self.dirty.load(Ordering::SeqCst)
             && let Some(s) = self.current()
         {
-            let max_age = Duration::from_millis(self.max_age_ms.load(Ordering::Relaxed));
-            if s.loaded_at.elapsed() >= max_age && !self.refreshing.swap(true, Ordering::SeqCst) {
+            if s.loaded_at.elapsed() >= self.max_age()
+                && !self.refreshing.swap(true, Ordering::SeqCst)
+            {
                 let (index, db) = (self.clone(), db.clone());
                 tokio::spawn(async move {
                     index.refresh(&db).await;
@@ -274,16 +337,13 @@ impl ListingIndex {
         let loaded = match self.current() {
             Some(current) if !pending.all && pending.coaches.is_empty() => return Ok(current),
             Some(current) if !pending.all => self.apply(db, &current, &pending.coaches).await,
-            _ => self.load(db).await,
+            _ => self.load(db, None).await,
         };
         match loaded {
             Ok(snapshot) => Ok(self.store(snapshot)),
             Err(e) => {
                 // Put the changes back, so the next search tries again.
-                self.mark(|p| {
-                    p.all |= pending.all;
-                    p.coaches.extend(pending.coaches);
-                });
+                self.mark(pending.all, &pending.coaches);
                 Err(e)
             }
         }
@@ -294,40 +354,83 @@ impl ListingIndex {
     fn take_pending(&self) -> Pending {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         self.dirty.store(false, Ordering::SeqCst);
-        std::mem::take(&mut *p)
+        Pending {
+            all: std::mem::take(&mut p.all),
+            coaches: std::mem::take(&mut p.coaches),
+            during_refresh: None,
+        }
     }
 
-    /// The background reload of an old snapshot. Announced changes stay
-    /// pending: the next search applies them over this snapshot.
+    /// The background reload of an old snapshot, without holding up a
+    /// search: it reads in pages, resting between them, while searches go
+    /// on with the current snapshot. Changes announced meanwhile are applied
+    /// again over the new one by the next search.
     async fn refresh(&self, db: &DatabaseConnection) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .during_refresh = Some(Changes::default());
+        let current = self.current();
+        let loaded = self.load(db, current.as_deref()).await;
         let _guard = self.reloading.lock().await;
-        match self.load(db).await {
+        let during = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .during_refresh
+            .take()
+            .unwrap_or_default();
+        match loaded {
+            // Everything became stale meanwhile: the next search reloads it.
+            Ok(_) if during.all => {}
             Ok(snapshot) => {
                 self.store(snapshot);
+                if !during.coaches.is_empty() {
+                    self.mark(false, &during.coaches);
+                }
             }
             Err(err) => tracing::warn!(error = ?err, "search index refresh failed; will retry"),
         }
     }
 
-    /// Every public listing, with its categories.
-    async fn load(&self, db: &DatabaseConnection) -> AppResult<Snapshot> {
+    /// Every public listing, with its categories, read a page at a time.
+    /// With `current` (a background refresh), it rests between pages and
+    /// keeps the rows of `current` that did not change.
+    async fn load(
+        &self,
+        db: &DatabaseConnection,
+        current: Option<&Snapshot>,
+    ) -> AppResult<Snapshot> {
         use coach_profiles::Column as C;
         let loaded_at = Instant::now();
-        let profiles = coach_profiles::Entity::find()
-            .filter(C::Status.eq(CoachStatus::Approved.as_str()))
-            .filter(C::Published.eq(true))
-            .all(db)
-            .await?;
-        let links = coach_categories::Entity::find().all(db).await?;
-        let page = PageParts {
-            rules: availability_rules::Entity::find().all(db).await?,
-            packages: packages::Entity::find()
-                .filter(packages::Column::Active.eq(true))
-                .all(db)
-                .await?,
-        };
+        let mut rows = Vec::with_capacity(current.map_or(0, |c| c.rows.len()));
+        let mut after: Option<String> = None;
+        loop {
+            let page_started = Instant::now();
+            let mut page = coach_profiles::Entity::find()
+                .filter(C::Status.eq(CoachStatus::Approved.as_str()))
+                .filter(C::Published.eq(true))
+                .order_by_asc(C::Id)
+                .limit(PAGE);
+            if let Some(after) = after.take() {
+                page = page.filter(C::Id.gt(after));
+            }
+            let profiles = page.all(db).await?;
+            let Some(last) = profiles.last() else { break };
+            after = Some(last.id.clone());
+            let more = profiles.len() as u64 == PAGE;
+            let ids: Vec<String> = profiles.iter().map(|p| p.id.clone()).collect();
+            let (links, parts) = parts_of(db, &ids).await?;
+            rows.extend(self.rows_of(profiles, links, parts, current));
+            if !more {
+                break;
+            }
+            if current.is_some() {
+                tokio::time::sleep(page_started.elapsed() * REST_FACTOR).await;
+            }
+        }
         let first = self.full_loads.fetch_add(1, Ordering::SeqCst) == 0;
-        let snapshot = Snapshot::new(self.rows_of(profiles, links, page), loaded_at);
+        let snapshot = index_off_the_runtime(rows, loaded_at).await?;
         let (listings, ms) = (snapshot.rows.len(), loaded_at.elapsed().as_millis());
         if first {
             tracing::info!(listings, ms, "search index loaded");
@@ -352,30 +455,17 @@ impl ListingIndex {
             .filter(C::Published.eq(true))
             .all(db)
             .await?;
-        let links = coach_categories::Entity::find()
-            .filter(coach_categories::Column::CoachId.is_in(coaches.iter().cloned()))
-            .all(db)
-            .await?;
-        let page = PageParts {
-            rules: availability_rules::Entity::find()
-                .filter(availability_rules::Column::CoachId.is_in(coaches.iter().cloned()))
-                .all(db)
-                .await?,
-            packages: packages::Entity::find()
-                .filter(packages::Column::CoachId.is_in(coaches.iter().cloned()))
-                .filter(packages::Column::Active.eq(true))
-                .all(db)
-                .await?,
-        };
+        let ids: Vec<String> = coaches.iter().cloned().collect();
+        let (links, page) = parts_of(db, &ids).await?;
         let mut rows: Vec<Arc<ListingRow>> = current
             .rows
             .iter()
             .filter(|r| !coaches.contains(&r.id))
             .cloned()
             .collect();
-        rows.extend(self.rows_of(profiles, links, page));
+        rows.extend(self.rows_of(profiles, links, page, None));
         self.partial_loads.fetch_add(1, Ordering::SeqCst);
-        Ok(Snapshot::new(rows, current.loaded_at))
+        index_off_the_runtime(rows, current.loaded_at).await
     }
 
     fn rows_of(
@@ -383,6 +473,7 @@ impl ListingIndex {
         profiles: Vec<coach_profiles::Model>,
         links: Vec<coach_categories::Model>,
         page: PageParts,
+        current: Option<&Snapshot>,
     ) -> Vec<Arc<ListingRow>> {
         let mut categories: HashMap<String, Vec<u16>> = HashMap::new();
         for link in links {
@@ -408,7 +499,7 @@ impl ListingIndex {
         profiles
             .into_iter()
             .map(|r| {
-                Arc::new(ListingRow {
+                let row = ListingRow {
                     categories: categories.remove(&r.id).unwrap_or_default(),
                     id: r.id.clone(),
                     market_id: r.market_id.clone(),
@@ -423,10 +514,50 @@ impl ListingIndex {
                     availability: Arc::new(rules.remove(&r.id).unwrap_or_default()),
                     packages: Arc::new(packages.remove(&r.id).unwrap_or_default()),
                     profile: Arc::new(r),
-                })
+                };
+                // An unchanged listing keeps its row: the old and the new
+                // snapshot share it.
+                match current.and_then(|c| c.get(&row.id)) {
+                    Some(same) if **same == row => same.clone(),
+                    _ => Arc::new(row),
+                }
             })
             .collect()
     }
+}
+
+/// Indexes the rows on a blocking thread: at 100,000 listings that takes
+/// tens of milliseconds, too long to hold a worker of the runtime.
+async fn index_off_the_runtime(
+    rows: Vec<Arc<ListingRow>>,
+    loaded_at: Instant,
+) -> AppResult<Snapshot> {
+    tokio::task::spawn_blocking(move || Snapshot::new(rows, loaded_at))
+        .await
+        .map_err(|e| crate::error::AppError::internal(format!("indexing listings: {e}")))
+}
+
+/// The categories, weekly rules and packages on sale of these coaches.
+async fn parts_of(
+    db: &DatabaseConnection,
+    ids: &[String],
+) -> AppResult<(Vec<coach_categories::Model>, PageParts)> {
+    let links = coach_categories::Entity::find()
+        .filter(coach_categories::Column::CoachId.is_in(ids.iter().cloned()))
+        .all(db)
+        .await?;
+    let page = PageParts {
+        rules: availability_rules::Entity::find()
+            .filter(availability_rules::Column::CoachId.is_in(ids.iter().cloned()))
+            .all(db)
+            .await?,
+        packages: packages::Entity::find()
+            .filter(packages::Column::CoachId.is_in(ids.iter().cloned()))
+            .filter(packages::Column::Active.eq(true))
+            .all(db)
+            .await?,
+    };
+    Ok((links, page))
 }
 
 /// What a coach page shows beside the profile, as loaded with the index.
@@ -496,5 +627,57 @@ pub async fn listen(
             _ = tokio::time::sleep(pause) => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn during_refresh(index: &ListingIndex) -> Option<(bool, Vec<String>)> {
+        let p = index.pending.lock().unwrap();
+        p.during_refresh.as_ref().map(|c| {
+            let mut ids: Vec<String> = c.coaches.iter().cloned().collect();
+            ids.sort();
+            (c.all, ids)
+        })
+    }
+
+    /// A refresh may read a coach before it changes: what is announced
+    /// while it reads is kept apart, to be applied again over its result,
+    /// besides staying pending for the current snapshot.
+    #[test]
+    fn changes_announced_during_a_refresh_are_kept_for_it() {
+        let index = ListingIndex::new(ReferenceData::default());
+        index.take_pending();
+        index.invalidate_coach("before");
+        assert_eq!(during_refresh(&index), None);
+
+        index.pending.lock().unwrap().during_refresh = Some(Changes::default());
+        index.invalidate_coach("b");
+        index.invalidate_coach("a");
+        assert_eq!(
+            during_refresh(&index),
+            Some((false, vec!["a".to_string(), "b".to_string()]))
+        );
+        let pending = index.take_pending();
+        assert!(!pending.all);
+        assert_eq!(
+            pending.coaches.len(),
+            3,
+            "still pending for the current snapshot"
+        );
+        // Taking the pending changes leaves the refresh's record alone.
+        assert!(during_refresh(&index).is_some_and(|(_, ids)| ids.len() == 2));
+
+        // Past the partial limit, or on a whole invalidation, everything.
+        for i in 0..=MAX_PARTIAL {
+            index.invalidate_coach(&format!("coach-{i}"));
+        }
+        assert_eq!(during_refresh(&index), Some((true, vec![])));
+        assert!(index.take_pending().all);
+        index.pending.lock().unwrap().during_refresh = Some(Changes::default());
+        index.invalidate();
+        assert_eq!(during_refresh(&index), Some((true, vec![])));
     }
 }

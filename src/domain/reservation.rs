@@ -50,15 +50,16 @@ pub async fn busy_intervals<C: ConnectionTrait>(
 }
 
 /// Frees lapsed reservations overlapping `[start, end)` so an insert can
-/// take their place; the overlap rule then only sees live ones.
+/// take their place; the overlap rule then only sees live ones. Returns how
+/// many it freed.
 pub async fn clear_lapsed<C: ConnectionTrait>(
     db: &C,
     coach_id: &str,
     start: i64,
     end: i64,
     now: i64,
-) -> AppResult<()> {
-    reservations::Entity::update_many()
+) -> AppResult<u64> {
+    let res = reservations::Entity::update_many()
         .col_expr(reservations::Column::Active, Expr::value(false))
         .filter(reservations::Column::CoachId.eq(coach_id))
         .filter(reservations::Column::Active.eq(true))
@@ -67,7 +68,7 @@ pub async fn clear_lapsed<C: ConnectionTrait>(
         .filter(reservations::Column::EndS.gt(start))
         .exec(db)
         .await?;
-    Ok(())
+    Ok(res.rows_affected)
 }
 
 /// Serialises, on PostgreSQL, the reservations of one consumer (for the
@@ -84,23 +85,16 @@ pub async fn lock_consumer_and_coach<C: ConnectionTrait>(
     coach_id: &str,
 ) -> AppResult<()> {
     if db.get_database_backend() == DatabaseBackend::Postgres {
-        for (sql, id) in [
-            (
-                "SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE",
-                user_id,
-            ),
-            (
-                "SELECT id FROM coach_profiles WHERE id = $1 FOR NO KEY UPDATE",
-                coach_id,
-            ),
-        ] {
-            db.execute_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                sql,
-                [id.into()],
-            ))
-            .await?;
-        }
+        // One round trip. The consumer's row is locked inside the CTE,
+        // before the join can yield the coach's row for the outer lock, so
+        // the order is the same as everywhere else.
+        db.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "WITH consumer AS (SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE) \
+             SELECT c.id FROM coach_profiles c, consumer WHERE c.id = $2 FOR NO KEY UPDATE OF c",
+            [user_id.into(), coach_id.into()],
+        ))
+        .await?;
     }
     Ok(())
 }

@@ -710,6 +710,51 @@ async fn fifty_racing_holds_give_exactly_one() {
 }
 
 #[tokio::test]
+async fn twelve_racing_holds_of_one_consumer_stay_within_the_cap() {
+    let app = spawn_app_with(|a| {
+        crate::helpers::roomy_field_limits(a);
+        a.rate_limit_general_per_minute = 10_000;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let mut coaches = Vec::new();
+    for i in 0..4 {
+        coaches.push(
+            open_coach(&app, &admin, &format!("coach{i}@example.com"))
+                .await
+                .1,
+        );
+    }
+    let parent = consumer(&app, "parent@example.com").await;
+    // Distinct coaches and times, so only the cap can refuse them.
+    let requests: Vec<(String, Value)> = (0..12)
+        .map(|i| {
+            let start = at(2 + i / 4, 9);
+            let coach = &coaches[i as usize % 4];
+            (
+                parent.clone(),
+                json!({ "query": HOLD, "variables": { "c": coach, "s": iso(start), "d": 60 } }),
+            )
+        })
+        .collect();
+    assert_eq!(
+        winners(&app, requests).await,
+        3,
+        "the cap of three open holds"
+    );
+    let live = entity::reservations::Entity::find()
+        .filter(entity::reservations::Column::Active.eq(true))
+        .count(&app.state.domain.db)
+        .await
+        .unwrap();
+    let holds = entity::holds::Entity::find()
+        .count(&app.state.domain.db)
+        .await
+        .unwrap();
+    assert_eq!((live, holds), (3, 3), "refused holds leave nothing behind");
+}
+
+#[tokio::test]
 async fn twenty_racing_bookings_of_one_hold_give_one_booking() {
     let app = spawn_app_with(crate::helpers::roomy_field_limits).await;
     let admin = app.admin_token().await;

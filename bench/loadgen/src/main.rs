@@ -6,7 +6,9 @@
 //!
 //! Environment: URL (the GraphQL endpoint), WORK (tokens.txt, coaches.txt),
 //! BASE_DAY (unix seconds of the first slot), RATE (holds per second),
-//! DURATION (seconds). Prints one JSON object.
+//! DURATION (seconds), RELEASE (1, the default: release each hold; 0: keep
+//! them, so every request is a hold; then each consumer may take three, and
+//! slots never repeat). Prints one JSON object.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,6 +101,7 @@ async fn main() {
     let base_day: i64 = env("BASE_DAY").parse().expect("BASE_DAY");
     let rate: f64 = env("RATE").parse().expect("RATE");
     let duration: f64 = env("DURATION").parse().expect("DURATION");
+    let release = std::env::var("RELEASE").map_or(true, |v| v != "0");
     let tokens = Arc::new(lines(&format!("{work}/tokens.txt")));
     let coaches = Arc::new(lines(&format!("{work}/coaches.txt")));
     let client = reqwest::Client::builder()
@@ -165,6 +168,9 @@ async fn main() {
                 }
             };
             drop(t);
+            if !release {
+                return;
+            }
             let sent = Instant::now();
             let body = serde_json::json!({
                 "query": "mutation($h: ID!) { releaseHold(holdId: $h) }",
@@ -189,6 +195,7 @@ async fn main() {
     t.release_ms.sort_by(f64::total_cmp);
     let out = serde_json::json!({
         "rate": rate,
+        "release": release,
         "scheduled": total,
         "sent_in_s": sent_for,
         "finished_in_s": elapsed,

@@ -180,10 +180,14 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
         payouts_required: payments.kind() == crate::domain::payment::ProviderKind::Stripe,
         reconcile_after: settings.payment_reconcile_after,
     };
+    let listings = Arc::new(ListingIndex::new(reference.clone()));
+    if let Some(every) = settings.search_index_refresh {
+        listings.set_max_age(every);
+    }
     let domain = DomainCtx {
         db,
         auth,
-        listings: Arc::new(ListingIndex::new(reference.clone())),
+        listings,
         reference,
         payments,
         events,

@@ -56,6 +56,11 @@ pub struct SettingsArgs {
     pub playground_enabled: Option<bool>,
     #[arg(long, env = "HOLD_TTL_SECONDS", default_value_t = 600, global = true)]
     pub hold_ttl_seconds: u64,
+    /// How often the whole search index is read again in the background
+    /// (the safety net for changes nobody announced). Unset: every 60 s, or
+    /// every 15 minutes while PostgreSQL announces each change.
+    #[arg(long, env = "SEARCH_INDEX_REFRESH_SECONDS", global = true)]
+    pub search_index_refresh_seconds: Option<u64>,
     #[arg(
         long,
         env = "MIN_BOOKING_NOTICE_MINUTES",
@@ -395,6 +400,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub playground_enabled: bool,
     pub hold_ttl: Duration,
+    /// `SEARCH_INDEX_REFRESH_SECONDS`, if set.
+    pub search_index_refresh: Option<Duration>,
     pub min_booking_notice: Duration,
     pub platform_fee_bps: u32,
     pub rate_limit_general_per_minute: u32,
@@ -737,9 +744,12 @@ impl Settings {
             ws_max_sockets_per_user: l.ws_max_sockets_per_user as usize,
             field_budgets,
         };
-        if args.hold_ttl_seconds == 0 || args.request_timeout_seconds == 0 {
+        if args.hold_ttl_seconds == 0
+            || args.request_timeout_seconds == 0
+            || args.search_index_refresh_seconds == Some(0)
+        {
             return Err(ConfigError(
-                "HOLD_TTL_SECONDS and REQUEST_TIMEOUT_SECONDS must be greater than 0".into(),
+                "HOLD_TTL_SECONDS, REQUEST_TIMEOUT_SECONDS and SEARCH_INDEX_REFRESH_SECONDS must be greater than 0".into(),
             ));
         }
         let public_base_url = args
@@ -870,6 +880,7 @@ impl Settings {
             log_format,
             playground_enabled: args.playground_enabled.unwrap_or(!production),
             hold_ttl: Duration::from_secs(args.hold_ttl_seconds),
+            search_index_refresh: args.search_index_refresh_seconds.map(Duration::from_secs),
             min_booking_notice: Duration::from_secs(args.min_booking_notice_minutes * 60),
             platform_fee_bps: args.platform_fee_bps,
             rate_limit_general_per_minute: args.rate_limit_general_per_minute,

@@ -51,6 +51,7 @@ pub fn default_args(database_url: &str) -> SettingsArgs {
         log_format: None,
         playground_enabled: None,
         hold_ttl_seconds: 600,
+        search_index_refresh_seconds: None,
         min_booking_notice_minutes: 60,
         platform_fee_bps: 1000,
         rate_limit_general_per_minute: 100,

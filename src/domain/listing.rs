@@ -419,8 +419,28 @@ impl ListingIndex {
             let Some(last) = profiles.last() else { break };
             after = Some(last.id.clone());
             let more = profiles.len() as u64 == PAGE;
-            let ids: Vec<String> = profiles.iter().map(|p| p.id.clone()).collect();
-            let (links, parts) = parts_of(db, &ids).await?;
+            // The page's id range (not its 2,000 ids: a list that long makes
+            // PostgreSQL scan whole tables); rows of coaches not on the
+            // page are dropped by `rows_of`.
+            let (first, last) = (
+                profiles[0].id.as_str(),
+                profiles[profiles.len() - 1].id.as_str(),
+            );
+            let links = coach_categories::Entity::find()
+                .filter(between(coach_categories::Column::CoachId, first, last))
+                .all(db)
+                .await?;
+            let parts = PageParts {
+                rules: availability_rules::Entity::find()
+                    .filter(between(availability_rules::Column::CoachId, first, last))
+                    .all(db)
+                    .await?,
+                packages: packages::Entity::find()
+                    .filter(between(packages::Column::CoachId, first, last))
+                    .filter(packages::Column::Active.eq(true))
+                    .all(db)
+                    .await?,
+            };
             rows.extend(self.rows_of(profiles, links, parts, current));
             if !more {
                 break;
@@ -535,6 +555,13 @@ async fn index_off_the_runtime(
     tokio::task::spawn_blocking(move || Snapshot::new(rows, loaded_at))
         .await
         .map_err(|e| crate::error::AppError::internal(format!("indexing listings: {e}")))
+}
+
+/// `col` between `first` and `last`, both included.
+fn between<C: ColumnTrait>(col: C, first: &str, last: &str) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(col.gte(first))
+        .add(col.lte(last))
 }
 
 /// The categories, weekly rules and packages on sale of these coaches.

@@ -426,21 +426,7 @@ impl ListingIndex {
                 profiles[0].id.as_str(),
                 profiles[profiles.len() - 1].id.as_str(),
             );
-            let links = coach_categories::Entity::find()
-                .filter(between(coach_categories::Column::CoachId, first, last))
-                .all(db)
-                .await?;
-            let parts = PageParts {
-                rules: availability_rules::Entity::find()
-                    .filter(between(availability_rules::Column::CoachId, first, last))
-                    .all(db)
-                    .await?,
-                packages: packages::Entity::find()
-                    .filter(between(packages::Column::CoachId, first, last))
-                    .filter(packages::Column::Active.eq(true))
-                    .all(db)
-                    .await?,
-            };
+            let (links, parts) = parts_of(db, Coaches::Range(first, last)).await?;
             rows.extend(self.rows_of(profiles, links, parts, current));
             if !more {
                 break;
@@ -476,7 +462,7 @@ impl ListingIndex {
             .all(db)
             .await?;
         let ids: Vec<String> = coaches.iter().cloned().collect();
-        let (links, page) = parts_of(db, &ids).await?;
+        let (links, page) = parts_of(db, Coaches::Ids(&ids)).await?;
         let mut rows: Vec<Arc<ListingRow>> = current
             .rows
             .iter()
@@ -557,29 +543,40 @@ async fn index_off_the_runtime(
         .map_err(|e| crate::error::AppError::internal(format!("indexing listings: {e}")))
 }
 
-/// `col` between `first` and `last`, both included.
-fn between<C: ColumnTrait>(col: C, first: &str, last: &str) -> sea_orm::Condition {
-    sea_orm::Condition::all()
-        .add(col.gte(first))
-        .add(col.lte(last))
+/// Which coaches' page parts to read.
+enum Coaches<'a> {
+    Ids(&'a [String]),
+    /// Every id from the first to the last, both included.
+    Range(&'a str, &'a str),
+}
+
+impl Coaches<'_> {
+    fn on<C: ColumnTrait>(&self, col: C) -> sea_orm::Condition {
+        match self {
+            Coaches::Ids(ids) => sea_orm::Condition::all().add(col.is_in(ids.iter().cloned())),
+            Coaches::Range(first, last) => sea_orm::Condition::all()
+                .add(col.gte(*first))
+                .add(col.lte(*last)),
+        }
+    }
 }
 
 /// The categories, weekly rules and packages on sale of these coaches.
 async fn parts_of(
     db: &DatabaseConnection,
-    ids: &[String],
+    coaches: Coaches<'_>,
 ) -> AppResult<(Vec<coach_categories::Model>, PageParts)> {
     let links = coach_categories::Entity::find()
-        .filter(coach_categories::Column::CoachId.is_in(ids.iter().cloned()))
+        .filter(coaches.on(coach_categories::Column::CoachId))
         .all(db)
         .await?;
     let page = PageParts {
         rules: availability_rules::Entity::find()
-            .filter(availability_rules::Column::CoachId.is_in(ids.iter().cloned()))
+            .filter(coaches.on(availability_rules::Column::CoachId))
             .all(db)
             .await?,
         packages: packages::Entity::find()
-            .filter(packages::Column::CoachId.is_in(ids.iter().cloned()))
+            .filter(coaches.on(packages::Column::CoachId))
             .filter(packages::Column::Active.eq(true))
             .all(db)
             .await?,

@@ -13,6 +13,7 @@ mod m20261201_000008_packages_sponsorships;
 mod m20261201_000009_reviews_privacy;
 mod m20261201_000010_announce_coach_pages;
 mod m20261201_000011_push_notifications;
+mod m20261202_000012_take_hold_function;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_reviews_privacy::Migration),
             Box::new(m20261201_000010_announce_coach_pages::Migration),
             Box::new(m20261201_000011_push_notifications::Migration),
+            Box::new(m20261202_000012_take_hold_function::Migration),
         ]
     }
 }

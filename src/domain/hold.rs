@@ -11,6 +11,7 @@ use sea_orm::{
     QueryFilter, Set, Statement,
 };
 
+use crate::domain::activity::{Activity, Happened};
 use crate::domain::auth::CurrentUser;
 use crate::domain::availability::{self, SlotQuery};
 use crate::domain::coach::{self, durations_of, parse_timezone};
@@ -163,14 +164,17 @@ pub async fn create_hold(
         status: HoldStatus::Active.as_str().into(),
         created_at: now,
     };
-    let uow = UnitOfWork::begin(ctx).await?;
-    reservation::lock_consumer_and_coach(uow.db(), &user.id, &profile.id).await?;
-    uow.happened(crate::domain::activity::Happened::HoldCreated);
-    if uow.db().get_database_backend() == DatabaseBackend::Postgres {
-        take_time_postgres(uow.db(), &hold, now).await?;
-    } else {
-        take_time(uow.db(), &hold, now).await?;
+    if ctx.db.get_database_backend() == DatabaseBackend::Postgres {
+        take_hold_postgres(&ctx.db, &hold, now).await?;
+        ctx.activity
+            .committed(&[Activity::of(Happened::HoldCreated)]);
+        return Ok(hold);
     }
+    // SQLite: `BEGIN IMMEDIATE` serialises writers, so the steps can be
+    // taken one by one.
+    let uow = UnitOfWork::begin(ctx).await?;
+    uow.happened(Happened::HoldCreated);
+    take_time(uow.db(), &hold, now).await?;
     uow.commit().await?;
     Ok(hold)
 }
@@ -197,8 +201,9 @@ fn reservation_of(hold: &holds::Model) -> reservations::ActiveModel {
     }
 }
 
-/// Writes the hold and takes its time, under the consumer's and the
-/// coach's locks: refused past the cap, or where live time overlaps.
+/// Writes the hold and takes its time (on SQLite, whose `BEGIN IMMEDIATE`
+/// has already serialised writers): refused past the cap, or where live
+/// time overlaps.
 async fn take_time<C: ConnectionTrait>(
     txn: &C,
     hold: &holds::Model,
@@ -223,37 +228,23 @@ async fn take_time<C: ConnectionTrait>(
     Ok(())
 }
 
-/// [`take_time`] in one statement on PostgreSQL, the hot path of booking:
-/// the cap's count, the hold and its reservation. The statement starts
-/// after the locks were taken, so its snapshot sees every hold committed
-/// before. Only when the time overlaps does a second look follow: lapsed
-/// reservations there are cleared and the reservation tried again.
-///
-/// The count starts from the consumer's holds and looks up each one's
-/// reservation by its unique key, written so that no statistics can turn
-/// it into a scan of all reservations (when every reservation in the
-/// table is inactive, the planner would otherwise start from `active`).
-async fn take_time_postgres<C: ConnectionTrait>(
-    txn: &C,
+/// [`take_time`] on PostgreSQL, the hot path of booking: one call of the
+/// `take_hold` function (migration 12) outside any explicit transaction, so
+/// one round trip and one transaction. It locks the consumer's row, then
+/// the coach's (the order every writer takes), counts the consumer's open
+/// reservations against the cap, and writes the hold and its reservation;
+/// where the time overlaps only lapsed reservations it frees them and
+/// tries again. A live overlap raises the exclusion constraint, which
+/// undoes the hold row with it.
+async fn take_hold_postgres<C: ConnectionTrait>(
+    db: &C,
     hold: &holds::Model,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
-    let reservation = reservation_of(hold);
-    let row = txn
+    let row = db
         .query_one_raw(Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
-            "WITH open AS ( \
-               SELECT count(*) AS n FROM holds h \
-               WHERE h.consumer_id = $3 AND h.status IN ($7, $15) \
-               AND (SELECT r.active AND r.live_until_s > $9 FROM reservations r WHERE r.hold_id = h.id)), \
-             hold AS ( \
-               INSERT INTO holds (id, coach_id, consumer_id, start_at, end_at, expires_at, status, created_at) \
-               SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM open WHERE open.n < $10 RETURNING id), \
-             taken AS ( \
-               INSERT INTO reservations (id, coach_id, hold_id, booking_id, start_s, end_s, live_until_s, active) \
-               SELECT $11, $2, hold.id, NULL, $12, $13, $14, true FROM hold \
-               ON CONFLICT DO NOTHING RETURNING id) \
-             SELECT (SELECT n FROM open) AS open, (SELECT count(*) FROM taken) AS taken",
+            "SELECT take_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) AS outcome",
             [
                 hold.id.clone().into(),
                 hold.coach_id.clone().into(),
@@ -261,45 +252,23 @@ async fn take_time_postgres<C: ConnectionTrait>(
                 hold.start_at.into(),
                 hold.end_at.into(),
                 hold.expires_at.into(),
-                hold.status.clone().into(),
                 hold.created_at.into(),
                 now.timestamp().into(),
                 (MAX_OPEN_RESERVATIONS as i64).into(),
-                reservation.id.clone().unwrap().into(),
+                uuid::Uuid::now_v7().to_string().into(),
                 hold.start_at.timestamp().into(),
                 hold.end_at.timestamp().into(),
                 hold.expires_at.timestamp().into(),
-                HoldStatus::Converted.as_str().into(),
             ],
         ))
-        .await?
-        .ok_or_else(|| AppError::internal("the hold statement returned no row"))?;
-    let open: i64 = row.try_get("", "open")?;
-    let taken: i64 = row.try_get("", "taken")?;
-    if open >= MAX_OPEN_RESERVATIONS as i64 {
-        return Err(too_many_open());
-    }
-    if taken == 1 {
-        return Ok(());
-    }
-    // The hold row is written; the time overlaps a reservation, perhaps
-    // only lapsed ones.
-    let cleared = reservation::clear_lapsed(
-        txn,
-        &hold.coach_id,
-        hold.start_at.timestamp(),
-        hold.end_at.timestamp(),
-        now.timestamp(),
-    )
-    .await?;
-    if cleared == 0 {
-        return Err(just_taken());
-    }
-    reservation
-        .insert(txn)
         .await
-        .map_err(on_constraint(reservation::NO_OVERLAP, just_taken()))?;
-    Ok(())
+        .map_err(on_constraint(reservation::NO_OVERLAP, just_taken()))?
+        .ok_or_else(|| AppError::internal("the hold statement returned no row"))?;
+    match row.try_get::<String>("", "outcome")?.as_str() {
+        "TAKEN" => Ok(()),
+        "CAP" => Err(too_many_open()),
+        other => Err(AppError::internal(format!("take_hold answered {other}"))),
+    }
 }
 
 /// A public coach's profile and weekly rules, for a hold.
@@ -421,8 +390,8 @@ async fn release_hold_postgres(
                WHERE id = $1 AND consumer_id = $2 AND status = $5 AND expires_at > $3 RETURNING id), \
              freed AS ( \
                UPDATE reservations SET active = false \
-               WHERE hold_id = $1 AND booking_id IS NULL AND EXISTS (SELECT 1 FROM released) RETURNING id) \
-             SELECT (SELECT count(*) FROM released) AS released, (SELECT count(*) FROM freed) AS freed",
+               WHERE hold_id = $1 AND booking_id IS NULL AND EXISTS (SELECT 1 FROM released)) \
+             SELECT count(*) AS released FROM released",
             [
                 hold_id.into(),
                 user.id.clone().into(),

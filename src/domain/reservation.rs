@@ -7,9 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, Statement,
-};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter};
 
 use crate::error::AppResult;
 use entity::reservations;
@@ -69,34 +67,6 @@ pub async fn clear_lapsed<C: ConnectionTrait>(
         .exec(db)
         .await?;
     Ok(res.rows_affected)
-}
-
-/// Serialises, on PostgreSQL, the reservations of one consumer (for the
-/// cap on holds) and then of one coach. The exclusion constraint alone
-/// would still refuse overlaps, but concurrent inserters of overlapping
-/// rows can deadlock on each other's uncommitted rows and wait for the
-/// deadlock detector; taking the coach's row lock first makes them queue
-/// instead. The order (user, then coach) is the same everywhere, so these
-/// locks cannot deadlock. SQLite's `BEGIN IMMEDIATE` already serialises
-/// writers.
-pub async fn lock_consumer_and_coach<C: ConnectionTrait>(
-    db: &C,
-    user_id: &str,
-    coach_id: &str,
-) -> AppResult<()> {
-    if db.get_database_backend() == DatabaseBackend::Postgres {
-        // One round trip. The consumer's row is locked inside the CTE,
-        // before the join can yield the coach's row for the outer lock, so
-        // the order is the same as everywhere else.
-        db.execute_raw(Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            "WITH consumer AS (SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE) \
-             SELECT c.id FROM coach_profiles c, consumer WHERE c.id = $2 FOR NO KEY UPDATE OF c",
-            [user_id.into(), coach_id.into()],
-        ))
-        .await?;
-    }
-    Ok(())
 }
 
 /// The booking's time becomes free again.

@@ -198,6 +198,7 @@ pub async fn build(settings: Settings, mut db: DatabaseConnection) -> Result<App
         templates,
         outbox_wake: Arc::default(),
         activity,
+        writer: Arc::default(),
         link_seal: Arc::new(
             crate::domain::email::LinkSeal::new(settings.jwt_secret.expose())
                 .map_err(StartError::Other)?,

@@ -13,7 +13,10 @@
 
 use std::collections::BTreeSet;
 
-use sea_orm::DatabaseTransaction;
+use std::time::Duration;
+
+use sea_orm::{DatabaseBackend, DatabaseTransaction};
+use tokio::sync::OwnedMutexGuard;
 
 use crate::domain::activity::{Activity, Counted, Happened};
 use crate::domain::audit::{self, Entry};
@@ -51,16 +54,33 @@ pub struct UnitOfWork {
     txn: DatabaseTransaction,
     ctx: DomainCtx,
     effects: Effects,
+    /// SQLite: this process's turn to write ([`DomainCtx::writer`]), held
+    /// until the commit, or until the transaction (declared before it, so
+    /// dropped first) is rolled back.
+    turn: Option<OwnedMutexGuard<()>>,
 }
+
+/// As long as SQLite's busy timeout: a writer that waited this long for its
+/// turn goes on to `BEGIN IMMEDIATE` and SQLite's own wait, as before there
+/// was a queue, rather than waiting without end.
+const TURN_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl UnitOfWork {
     /// Begins a write transaction (on SQLite it takes the write lock up
     /// front, see [`crate::db::begin`]).
     pub async fn begin(ctx: &DomainCtx) -> AppResult<Self> {
+        let turn = if ctx.db.get_database_backend() == DatabaseBackend::Sqlite {
+            tokio::time::timeout(TURN_TIMEOUT, ctx.writer.clone().lock_owned())
+                .await
+                .ok()
+        } else {
+            None
+        };
         Ok(UnitOfWork {
             txn: crate::db::begin(&ctx.db).await?,
             ctx: ctx.clone(),
             effects: Effects::default(),
+            turn,
         })
     }
 
@@ -148,8 +168,14 @@ impl UnitOfWork {
     /// Commits, then runs the collected effects. An effect that fails is
     /// logged and left to its retrying job; the change itself stands.
     pub async fn commit(self) -> AppResult<()> {
-        let UnitOfWork { txn, ctx, effects } = self;
+        let UnitOfWork {
+            txn,
+            ctx,
+            effects,
+            turn,
+        } = self;
         txn.commit().await?;
+        drop(turn);
         ctx.activity.committed(
             &effects
                 .counted
@@ -234,6 +260,7 @@ mod tests {
             outbox_wake: Arc::default(),
             link_seal: Arc::new(crate::domain::email::LinkSeal::new(&[7u8; 32]).unwrap()),
             activity: Arc::new(crate::domain::activity::Activity::new().unwrap()),
+            writer: Arc::default(),
             policy: Arc::new(Policy {
                 hold_ttl: Duration::from_secs(600),
                 min_booking_notice: Duration::from_secs(3600),
@@ -325,5 +352,41 @@ mod tests {
         assert_eq!(audit_rows(&ctx).await, 1);
         // The connection is free again: the transaction really ended.
         ctx.db.execute_unprepared("SELECT 1").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn sqlite_writers_take_turns_in_order_of_arrival() {
+        let ctx = ctx().await;
+        let first = UnitOfWork::begin(&ctx).await.unwrap();
+        assert!(
+            ctx.writer.try_lock().is_err(),
+            "an open unit of work holds the turn"
+        );
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut waiting = Vec::new();
+        for i in 0..3 {
+            let (ctx, order) = (ctx.clone(), order.clone());
+            waiting.push(tokio::spawn(async move {
+                let uow = UnitOfWork::begin(&ctx).await.unwrap();
+                order.lock().unwrap().push(i);
+                uow.commit().await.unwrap();
+            }));
+            // Each queues before the next arrives.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            order.lock().unwrap().is_empty(),
+            "nobody else writes meanwhile"
+        );
+        // Rolled back: the turn passes on.
+        drop(first);
+        for w in waiting {
+            w.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
+        assert!(
+            ctx.writer.try_lock().is_ok(),
+            "the last commit gave the turn back"
+        );
     }
 }

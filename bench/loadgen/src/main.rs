@@ -8,7 +8,8 @@
 //! BASE_DAY (unix seconds of the first slot), RATE (holds per second),
 //! DURATION (seconds), RELEASE (1, the default: release each hold; 0: keep
 //! them, so every request is a hold; then each consumer may take three, and
-//! slots never repeat). Prints one JSON object.
+//! slots never repeat). Prints one JSON object. It runs on one thread:
+//! it shares the machine's two cores with the server and the database.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,7 +95,7 @@ fn cpu_seconds() -> f64 {
     (tick(11) + tick(12)) / 100.0
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let url = env("URL");
     let work = env("WORK");

@@ -4,13 +4,14 @@
 //! cap's count, the hold and its reservation commit together or not at
 //! all. A function's statements each take a new snapshot (it is VOLATILE,
 //! under READ COMMITTED), so the count after the locks sees every hold
-//! committed before them. PostgreSQL only; SQLite takes the same steps one
-//! by one under `BEGIN IMMEDIATE`.
+//! committed before them. PostgreSQL only; SQLite takes its steps one by
+//! one under `BEGIN IMMEDIATE`.
 //!
-//! Returns `TAKEN`, or `CAP` (nothing written: the consumer already keeps
-//! as many sessions as allowed). When the time overlaps another live
-//! reservation the function raises the exclusion constraint's own error
-//! (`reservations_no_overlap`), which undoes the hold row too.
+//! Returns `TAKEN`; `CAP` (nothing written: the consumer already keeps as
+//! many sessions as allowed); or `TAKEN_BY_OTHER` (the time overlaps a live
+//! reservation; the hold row written first is deleted again). The
+//! exclusion constraint (`reservations_no_overlap`) still refuses any
+//! overlap the function did not foresee, undoing the hold row with it.
 
 use sea_orm_migration::prelude::*;
 
@@ -48,10 +49,16 @@ BEGIN
         RETURN 'TAKEN';
     END IF;
     -- The time overlaps, perhaps only lapsed reservations: free those and
-    -- try once more. A live overlap raises reservations_no_overlap.
+    -- try once more. Where none lapsed, the time is taken: the hold row
+    -- goes again and nothing is left of the call (no error, so a burst of
+    -- losers on one coach fills no log).
     UPDATE reservations SET active = false
     WHERE coach_id = p_coach_id AND active AND live_until_s <= p_now_s
       AND start_s < p_end_s AND end_s > p_start_s;
+    IF NOT FOUND THEN
+        DELETE FROM holds WHERE id = p_hold_id;
+        RETURN 'TAKEN_BY_OTHER';
+    END IF;
     INSERT INTO reservations (id, coach_id, hold_id, booking_id, start_s, end_s, live_until_s, active)
     VALUES (p_reservation_id, p_coach_id, p_hold_id, NULL, p_start_s, p_end_s, p_live_until_s, true);
     RETURN 'TAKEN';

@@ -234,8 +234,9 @@ async fn take_time<C: ConnectionTrait>(
 /// the coach's (the order every writer takes), counts the consumer's open
 /// reservations against the cap, and writes the hold and its reservation;
 /// where the time overlaps only lapsed reservations it frees them and
-/// tries again. A live overlap raises the exclusion constraint, which
-/// undoes the hold row with it.
+/// tries again, and where it overlaps a live one it deletes the hold row
+/// again and answers `TAKEN_BY_OTHER`. The exclusion constraint stays the
+/// last word: its error undoes the whole call.
 async fn take_hold_postgres<C: ConnectionTrait>(
     db: &C,
     hold: &holds::Model,
@@ -267,6 +268,7 @@ async fn take_hold_postgres<C: ConnectionTrait>(
     match row.try_get::<String>("", "outcome")?.as_str() {
         "TAKEN" => Ok(()),
         "CAP" => Err(too_many_open()),
+        "TAKEN_BY_OTHER" => Err(just_taken()),
         other => Err(AppError::internal(format!("take_hold answered {other}"))),
     }
 }

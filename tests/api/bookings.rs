@@ -707,6 +707,11 @@ async fn fifty_racing_holds_give_exactly_one() {
         .await
         .unwrap();
     assert_eq!(live, 1, "exactly one live reservation");
+    let holds = entity::holds::Entity::find()
+        .count(&app.state.domain.db)
+        .await
+        .unwrap();
+    assert_eq!(holds, 1, "a refused hold leaves no hold row behind");
 }
 
 #[tokio::test]

@@ -75,8 +75,8 @@ pub struct DomainCtx {
     pub link_seal: Arc<crate::domain::email::LinkSeal>,
     /// Business counters, moved by committed units of work.
     pub activity: Arc<crate::domain::activity::Activity>,
-    /// SQLite's one writer at a time, queued in this process: write
-    /// transactions wait here and are woken in turn, instead of polling in
+    /// SQLite's one writer at a time, queued in this process: units of
+    /// work wait here and are woken in turn, instead of polling in
     /// SQLite's busy handler (which sleeps in steps of up to 100 ms, so
     /// under load a writer could wait far longer than its turn). Unused on
     /// PostgreSQL.

@@ -51,13 +51,33 @@ struct Effects {
 }
 
 pub struct UnitOfWork {
-    txn: DatabaseTransaction,
+    /// Taken by [`UnitOfWork::commit`], or by `drop` to roll back.
+    txn: Option<DatabaseTransaction>,
     ctx: DomainCtx,
     effects: Effects,
     /// SQLite: this process's turn to write ([`DomainCtx::writer`]), held
-    /// until the commit, or until the transaction (declared before it, so
-    /// dropped first) is rolled back.
+    /// until the commit, or until the rollback has run.
     turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for UnitOfWork {
+    /// Not committed: rolled back. Dropping a transaction only queues its
+    /// rollback on the connection, so on SQLite the turn passes on once the
+    /// rollback has run; the next writer would otherwise find the write
+    /// lock still held and wait in SQLite's busy handler after all.
+    fn drop(&mut self) {
+        let (Some(txn), Some(turn)) = (self.txn.take(), self.turn.take()) else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = txn.rollback().await {
+                    tracing::warn!(error = ?e, "rolling back a unit of work failed");
+                }
+                drop(turn);
+            });
+        }
+    }
 }
 
 /// As long as SQLite's busy timeout: a writer that waited this long for its
@@ -77,7 +97,7 @@ impl UnitOfWork {
             None
         };
         Ok(UnitOfWork {
-            txn: crate::db::begin(&ctx.db).await?,
+            txn: Some(crate::db::begin(&ctx.db).await?),
             ctx: ctx.clone(),
             effects: Effects::default(),
             turn,
@@ -91,13 +111,17 @@ impl UnitOfWork {
 
     /// The transaction: every statement of the change goes through it.
     pub fn db(&self) -> &DatabaseTransaction {
-        &self.txn
+        match &self.txn {
+            Some(txn) => txn,
+            // Only `commit` (which consumes the unit) and `drop` take it.
+            None => unreachable!("a unit of work's transaction is gone before its end"),
+        }
     }
 
     /// Writes an audit entry inside the transaction.
     pub async fn audit(&self, entry: Entry<'_>) -> AppResult<()> {
         let counted = Activity::of_action(entry.action);
-        audit::record(&self.txn, entry).await?;
+        audit::record(self.db(), entry).await?;
         self.count(counted);
         Ok(())
     }
@@ -167,13 +191,16 @@ impl UnitOfWork {
 
     /// Commits, then runs the collected effects. An effect that fails is
     /// logged and left to its retrying job; the change itself stands.
-    pub async fn commit(self) -> AppResult<()> {
-        let UnitOfWork {
-            txn,
-            ctx,
-            effects,
-            turn,
-        } = self;
+    pub async fn commit(mut self) -> AppResult<()> {
+        let (txn, turn) = (self.txn.take(), self.turn.take());
+        let effects = std::mem::take(&mut self.effects);
+        let ctx = self.ctx.clone();
+        drop(self);
+        let Some(txn) = txn else {
+            return Err(crate::error::AppError::internal(
+                "a unit of work without its transaction",
+            ));
+        };
         txn.commit().await?;
         drop(turn);
         ctx.activity.committed(

@@ -8,6 +8,9 @@ use sea_orm::{
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
+/// How long a SQLite writer waits for the write lock before it fails.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Opens the pool. SQLite gets WAL (readers never wait for the writer), a
 /// busy timeout (writers queue instead of failing) and foreign keys on.
 /// A connection is checked before use only after it sat idle for a second
@@ -24,7 +27,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
                 .create_if_missing(true)
         });

@@ -93,6 +93,12 @@ impl Activity {
         Counted { family, label }
     }
 
+    /// Counts one thing a change did that committed on its own, outside a
+    /// unit of work (a hold on PostgreSQL).
+    pub(crate) fn happened(&self, what: Happened) {
+        self.committed(&[Self::of(what)]);
+    }
+
     /// Counts what a unit of work did, after its commit.
     pub(crate) fn committed(&self, counted: &[Counted]) {
         for c in counted {

@@ -11,7 +11,7 @@ use sea_orm::{
     QueryFilter, Set, Statement,
 };
 
-use crate::domain::activity::{Activity, Happened};
+use crate::domain::activity::Happened;
 use crate::domain::auth::CurrentUser;
 use crate::domain::availability::{self, SlotQuery};
 use crate::domain::coach::{self, durations_of, parse_timezone};
@@ -166,8 +166,7 @@ pub async fn create_hold(
     };
     if ctx.db.get_database_backend() == DatabaseBackend::Postgres {
         take_hold_postgres(&ctx.db, &hold, now).await?;
-        ctx.activity
-            .committed(&[Activity::of(Happened::HoldCreated)]);
+        ctx.activity.happened(Happened::HoldCreated);
         return Ok(hold);
     }
     // SQLite: `BEGIN IMMEDIATE` serialises writers, so the steps can be
@@ -229,14 +228,8 @@ async fn take_time<C: ConnectionTrait>(
 }
 
 /// [`take_time`] on PostgreSQL, the hot path of booking: one call of the
-/// `take_hold` function (migration 12) outside any explicit transaction, so
-/// one round trip and one transaction. It locks the consumer's row, then
-/// the coach's (the order every writer takes), counts the consumer's open
-/// reservations against the cap, and writes the hold and its reservation;
-/// where the time overlaps only lapsed reservations it frees them and
-/// tries again, and where it overlaps a live one it deletes the hold row
-/// again and answers `TAKEN_BY_OTHER`. The exclusion constraint stays the
-/// last word: its error undoes the whole call.
+/// `take_hold` function (migration 12, which documents its steps) outside
+/// any explicit transaction, so one round trip and one transaction.
 async fn take_hold_postgres<C: ConnectionTrait>(
     db: &C,
     hold: &holds::Model,

@@ -13,8 +13,6 @@
 
 use std::collections::BTreeSet;
 
-use std::time::Duration;
-
 use sea_orm::{DatabaseBackend, DatabaseTransaction};
 use tokio::sync::OwnedMutexGuard;
 
@@ -80,19 +78,20 @@ impl Drop for UnitOfWork {
     }
 }
 
-/// As long as SQLite's busy timeout: a writer that waited this long for its
-/// turn goes on to `BEGIN IMMEDIATE` and SQLite's own wait, as before there
-/// was a queue, rather than waiting without end.
-const TURN_TIMEOUT: Duration = Duration::from_secs(10);
-
 impl UnitOfWork {
     /// Begins a write transaction (on SQLite it takes the write lock up
     /// front, see [`crate::db::begin`]).
     pub async fn begin(ctx: &DomainCtx) -> AppResult<Self> {
         let turn = if ctx.db.get_database_backend() == DatabaseBackend::Sqlite {
-            tokio::time::timeout(TURN_TIMEOUT, ctx.writer.clone().lock_owned())
-                .await
-                .ok()
+            // A writer that waited as long as SQLite's busy timeout for its
+            // turn goes on to `BEGIN IMMEDIATE` and SQLite's own wait (as
+            // before there was a queue) rather than waiting without end.
+            tokio::time::timeout(
+                crate::db::SQLITE_BUSY_TIMEOUT,
+                ctx.writer.clone().lock_owned(),
+            )
+            .await
+            .ok()
         } else {
             None
         };
